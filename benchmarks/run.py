@@ -1,0 +1,96 @@
+"""Run every benchmark in this folder and write ``benchmarks/results/<machine>.json`` and ``.md``.
+
+Usage::
+
+    python benchmarks/run.py            # full sizes
+    python benchmarks/run.py --quick    # small sizes, a smoke run
+    python benchmarks/run.py recon      # only bench_recon.py
+
+Each ``bench_<topic>.py`` defines ``run(quick: bool = False) -> list[dict]``; a row has the keys
+``benchmark``, ``case``, ``tool``, ``seconds`` and optionally ``throughput``, ``unit``,
+``accuracy``, ``ratio`` (a peer's seconds over ours, measured in the same run) and ``note``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.util
+import json
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine_info() -> dict:
+    """Describe the machine: host, CPU count, Python, and the GPU when CuPy sees one."""
+    info = {
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": None,
+    }
+    try:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    except Exception:
+        pass
+    return info
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def to_markdown(info: dict, rows: list[dict]) -> str:
+    head = f"# Benchmarks on {info['host']} ({info['cpus']} CPUs, GPU: {info['gpu'] or 'none'}), {info['date']}\n\n"
+    cols = ["benchmark", "case", "tool", "seconds", "throughput", "unit", "accuracy", "ratio", "note"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        cells = []
+        for c in cols:
+            v = row.get(c, "")
+            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("topics", nargs="*", help="benchmark topics (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    files = sorted(HERE.glob("bench_*.py"))
+    if args.topics:
+        files = [f for f in files if f.stem.removeprefix("bench_") in args.topics]
+    info = machine_info()
+    rows: list[dict] = []
+    for f in files:
+        print(f"== {f.stem}", flush=True)
+        got = load(f).run(quick=args.quick)
+        for row in got:
+            print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        rows.extend(got)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = info["host"] + ("-quick" if args.quick else "")
+    (args.out / f"{stem}.json").write_text(json.dumps({"machine": info, "results": rows}, indent=2))
+    (args.out / f"{stem}.md").write_text(to_markdown(info, rows))
+    print(f"wrote {args.out / (stem + '.json')} and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""compton: HEXITEC frames to calibrated hyperspectral cubes, Compton profiles and EMF maps."""
+
+import lazy_loader as _lazy
+
+__version__ = "0.1.0"
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submod_attrs={
+        "_errors": ["InputError"],
+        "io": ["read_bin", "read_hexitec_h5", "read_hxt", "write_cube", "read_cube", "iter_frames"],
+        "frames": ["Cube", "process_frames"],
+        "calibration": ["fit_calibration", "read_values", "write_values"],
+    },
+)
