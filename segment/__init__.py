@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submod_attrs={
         "_errors": ["InputError"],
+        "roughness": ["RoughnessResult", "roughness", "level_surface"],
         "stripping": ["StrippingResult", "virtual_stripping"],
         "current": ["CurrentResult", "current_distribution", "stripping_with_current"],
     },
