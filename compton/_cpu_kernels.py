@@ -1,0 +1,201 @@
+"""Numba CPU kernels for HEXITEC frame processing (see :func:`compton.process_frames`).
+
+One call of :func:`process_chunk` handles a chunk of frames: the frames are split into
+``n_blocks`` contiguous ranges run in parallel (``prange``), each block writing into its own
+partial histogram and per-pixel counters, merged once at the very end of a run. Everything is
+float64 and evaluated in a fixed order, so the CUDA kernel in ``_cuda_kernels.py`` gives the
+same cube bit for bit.
+
+Frames arrive as ``[n, rows * cols]`` in *storage order*: storage position ``s`` of a row holds
+pixel column ``colmap[s]`` (identity for de-interleaved frames; the HEXITEC ``.bin`` column
+interleave otherwise), so the de-interleave costs nothing. Per-pixel arrays (``cut``, ``dark``,
+``gain``, ``icpt``) are given in storage order too; hits are recorded with their true pixel
+index ``row * cols + col``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+MODE_NONE = 0
+MODE_DISCRIMINATE = 1
+MODE_ADD = 2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bin_index(e, edges, inv_bw):
+    """Index of the half-open bin [edges[b], edges[b + 1]) holding ``e``, or -1 outside."""
+    nb = edges.shape[0] - 1
+    if not (e >= edges[0] and e < edges[nb]):
+        return -1
+    b = int((e - edges[0]) * inv_bw)
+    if b > nb - 1:
+        b = nb - 1
+    if b < 0:
+        b = 0
+    while b > 0 and e < edges[b]:
+        b -= 1
+    while b < nb - 1 and e >= edges[b + 1]:
+        b += 1
+    return b
+
+
+@njit(cache=True, nogil=True)
+def _record(t, q, e, edges, inv_bw, hist, accepted):
+    accepted[t, q] += 1
+    b = _bin_index(e, edges, inv_bw)
+    if b >= 0:
+        hist[t, q, b] += 1
+
+
+@njit(cache=True, nogil=True)
+def _block(
+    t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, dark, gain, icpt, calibrate,
+    next_frame, mode, half, edges, inv_bw, hist, found, rejected, accepted,
+):
+    npix = rows * cols
+    hitmap = np.full(npix, -1, np.int32)  # true pixel -> index in the hit list
+    hit_pix = np.empty(npix, np.int32)  # true pixel of each hit
+    hit_e = np.empty(npix, np.float64)  # energy (keV) or ADU of each hit
+    stack = np.empty(npix, np.int32)
+    members = np.empty(npix, np.int32)
+    for f in range(f0, f1):
+        nh = 0
+        for r in range(rows):
+            base = r * cols
+            # fast test: any pixel of this row at or above its integer cut?
+            any_hit = 0
+            for s in range(cols):
+                any_hit += frames[f, base + s] >= cut[base + s]
+            if any_hit == 0:
+                continue
+            for s in range(cols):
+                i = base + s
+                raw = frames[f, i]
+                if raw < cut[i]:
+                    continue
+                p = base + colmap[s]
+                found[t, p] += 1
+                if next_frame:
+                    if f > 0:
+                        before = frames[f - 1, i] >= cut[i]
+                    else:
+                        before = has_prev and prev[i] >= cut[i]
+                    if before:
+                        rejected[t, p] += 1
+                        continue
+                v = np.float64(raw) - dark[i]
+                if calibrate:
+                    v = gain[i] * v + icpt[i]
+                hitmap[p] = nh
+                hit_pix[nh] = p
+                hit_e[nh] = v
+                nh += 1
+        if nh == 0:
+            continue
+        if mode == MODE_NONE:
+            for k in range(nh):
+                _record(t, hit_pix[k], hit_e[k], edges, inv_bw, hist, accepted)
+        elif mode == MODE_DISCRIMINATE:
+            for k in range(nh):
+                p = hit_pix[k]
+                r = p // cols
+                c = p - r * cols
+                alone = True
+                for rr in range(max(r - half, 0), min(r + half + 1, rows)):
+                    for cc in range(max(c - half, 0), min(c + half + 1, cols)):
+                        q = rr * cols + cc
+                        if q != p and hitmap[q] >= 0:
+                            alone = False
+                if alone:
+                    _record(t, p, hit_e[k], edges, inv_bw, hist, accepted)
+                else:
+                    rejected[t, p] += 1
+        else:  # MODE_ADD: 8-connected clusters summed into their largest pixel
+            for k in range(nh):
+                p0 = hit_pix[k]
+                if hitmap[p0] < 0:
+                    continue  # already taken by an earlier cluster
+                stack[0] = p0
+                top = 1
+                members[0] = hitmap[p0]
+                n = 1
+                hitmap[p0] = -2 - hitmap[p0]  # mark visited, keep the hit index
+                while top > 0:
+                    top -= 1
+                    p = stack[top]
+                    r = p // cols
+                    c = p - r * cols
+                    for rr in range(max(r - 1, 0), min(r + 2, rows)):
+                        for cc in range(max(c - 1, 0), min(c + 2, cols)):
+                            q = rr * cols + cc
+                            if hitmap[q] >= 0:
+                                members[n] = hitmap[q]
+                                n += 1
+                                hitmap[q] = -2 - hitmap[q]
+                                stack[top] = q
+                                top += 1
+                # sort members by true pixel index (insertion sort: clusters are small)
+                for a in range(1, n):
+                    m = members[a]
+                    b = a - 1
+                    while b >= 0 and hit_pix[members[b]] > hit_pix[m]:
+                        members[b + 1] = members[b]
+                        b -= 1
+                    members[b + 1] = m
+                total = 0.0
+                best = members[0]
+                for a in range(n):
+                    m = members[a]
+                    total += hit_e[m]
+                    if hit_e[m] > hit_e[best]:
+                        best = m
+                for a in range(n):
+                    m = members[a]
+                    if m != best:
+                        rejected[t, hit_pix[m]] += 1
+                _record(t, hit_pix[best], total, edges, inv_bw, hist, accepted)
+        for k in range(nh):
+            hitmap[hit_pix[k]] = -1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def process_chunk(
+    frames, prev, has_prev, rows, cols, colmap, cut, dark, gain, icpt, calibrate, next_frame,
+    mode, half, edges, inv_bw, hist, found, rejected, accepted,
+):
+    """Process ``frames`` [n, rows * cols] (storage order) into the partial accumulators.
+
+    ``hist`` [n_blocks, rows * cols, bins] and ``found``/``rejected``/``accepted``
+    [n_blocks, rows * cols] are added to; block ``t`` handles frames ``t * n // n_blocks`` to
+    ``(t + 1) * n // n_blocks``. ``prev`` is the storage-order frame before ``frames[0]``
+    (used by the next-frame correction when ``has_prev``).
+    """
+    n = frames.shape[0]
+    n_blocks = hist.shape[0]
+    for t in prange(n_blocks):
+        f0 = t * n // n_blocks
+        f1 = (t + 1) * n // n_blocks
+        _block(
+            t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, dark, gain, icpt,
+            calibrate, next_frame, mode, half, edges, inv_bw, hist, found, rejected, accepted,
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def merge_blocks(hist, out):
+    """Sum partial histograms ``hist`` [n_blocks, npix, bins] into ``out`` [npix, bins]."""
+    nb = hist.shape[0]
+    for p in prange(hist.shape[1]):
+        for b in range(hist.shape[2]):
+            s = 0
+            for t in range(nb):
+                s += hist[t, p, b]
+            out[p, b] = s
+
+
+def n_threads() -> int:
+    """Number of numba threads used for the frame blocks."""
+    return numba.get_num_threads()
