@@ -218,8 +218,8 @@ def plan_chunks(
     --------
     >>> p = plan_chunks(row_start=0, row_stop=100, bytes_per_row=2**20,
     ...                 memory_limit=64 * 2**20, max_workers=2)
-    >>> p.chunks_in_flight, p.n_chunks
-    (2, 4)
+    >>> p.chunks_in_flight, p.rows_per_chunk, p.n_chunks
+    (2, 20, 5)
     """
     n_rows = row_stop - row_start
     if n_rows < 1:

@@ -150,6 +150,8 @@ def _check_projections(proj, label: str) -> None:
             f"{label}: projections have shape {tuple(getattr(data, 'shape', ()))}; "
             "expected (n_angles, n_rows, n_cols)"
         )
+    if proj.flats is None:
+        raise InputError(f"{label}: no flat fields; they are needed to normalise the projections")
     for name in ("flats", "darks"):
         ref = getattr(proj, name)
         if ref is None:
@@ -371,7 +373,7 @@ def _find_geometry(job: _Job, mid_row: int, *, center, extended: bool, out_stem:
         from .center import center_quicklook
 
         png = Path(f"{out_stem}_center.png")
-        centers = center_value + np.arange(-4, 5, 2, dtype=np.float64)
+        centers = np.clip(center_value + np.arange(-4, 5, 2, dtype=np.float64), 0, sino2d.shape[1] - 1)
         center_quicklook(sino2d, theta, centers, png)
         info["center_png"] = str(png)
     else:

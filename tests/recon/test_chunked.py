@@ -1,0 +1,370 @@
+"""Chunked reconstruction into OME-Zarr: equality with the in-memory chain, NGFF metadata,
+pyramid, resume after interruption, refusal to clobber outputs, memory planning."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon import InputError
+from recon._chunk_plan import parse_memory, plan_chunks
+from recon._omezarr import mean_pool2
+
+# ----------------------------------------------------------------------------- helpers
+N_ANGLES, N_ROWS, WIDTH = 90, 10, 64
+CENTER = 31.5 + 1.25  # off-centre axis (pixels)
+PIXEL_UM = 1.7
+
+
+def _disc_sinogram(theta, width, center, discs):
+    """Analytic line integrals (per pixel) of discs (x0, y0, r, mu) in the binding geometry."""
+    s = np.arange(width, dtype=np.float64)[None, :] - center
+    p = np.zeros((theta.size, width))
+    for x0, y0, r, mu in discs:
+        s0 = x0 * np.cos(theta) + y0 * np.sin(theta)
+        d2 = r * r - (s - s0[:, None]) ** 2
+        p += 2 * mu * np.sqrt(np.clip(d2, 0, None))
+    return p
+
+
+def _row_discs(row):
+    # the phantom changes from row to row so that slabs differ
+    return [
+        (0.0, 0.0, 22.0 + row, 0.01),
+        (8.0 - row, -5.0, 6.0, 0.03),
+        (-10.0, 9.0 + 0.5 * row, 4.0, 0.02),
+    ]
+
+
+def disc_scan(n_angles=N_ANGLES, n_rows=N_ROWS, width=WIDTH, center=CENTER, *, seed=0, zingers=0):
+    """A small simulated scan (Projections) of discs, with flats, darks and noise."""
+    import dask.array as da
+
+    from recon.io import Projections
+
+    rng = np.random.default_rng(seed)
+    theta = np.linspace(0, np.pi, n_angles, endpoint=False)
+    line = np.stack([_disc_sinogram(theta, width, center, _row_discs(r)) for r in range(n_rows)], 1)
+    flat_profile = 1000.0 * (1 + 0.2 * np.sin(np.arange(width) / 7.0))[None, None, :]
+    flats = rng.poisson(np.broadcast_to(flat_profile, (5, n_rows, width))).astype(np.float32)
+    darks = rng.poisson(20.0, (3, n_rows, width)).astype(np.float32)
+    data = (20.0 + (flat_profile - 20.0) * np.exp(-line)).astype(np.float32)
+    data += rng.normal(0, 2.0, data.shape).astype(np.float32)
+    for _ in range(zingers):
+        a, r, c = rng.integers(0, n_angles), rng.integers(0, n_rows), rng.integers(0, width)
+        data[a, r, c] *= 5
+    chunks = (-1, 3, -1)
+    return Projections(
+        data=da.from_array(data, chunks=chunks),
+        flats=da.from_array(flats, chunks=chunks),
+        darks=da.from_array(darks, chunks=chunks),
+        theta_rad=theta,
+        pixel_size_um=PIXEL_UM,
+        energy_kev=25.5,
+        source="<disc phantom>",
+    )
+
+
+def in_memory_volume(proj, center, *, zingers=False, rings=None, algorithm="fourier"):
+    """The whole stack through the chain in one go (no chunks)."""
+    from recon.algorithms import reconstruct
+    from recon.prep import minus_log, normalize, remove_zingers
+
+    t = normalize(np.asarray(proj.data), np.asarray(proj.flats), np.asarray(proj.darks))
+    if zingers:
+        t = remove_zingers(t, size=3)
+    sino = minus_log(t)
+    if rings is not None:
+        from recon import stripes
+
+        sino = {"sorting": stripes.remove_stripes_sorting, "all": stripes.remove_all_stripes}[rings](sino)
+    return np.asarray(reconstruct(sino, proj.theta_rad, center, algorithm=algorithm, device="cpu"))
+
+
+def tree_digest(path: Path) -> str:
+    """SHA-256 over every file's name, content and mtime under ``path``."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in Path(path).rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(path)).encode())
+        h.update(p.read_bytes())
+        h.update(str(p.stat().st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return disc_scan()
+
+
+@pytest.fixture(scope="module")
+def needs_recon():
+    pytest.importorskip("recon.algorithms")
+
+
+# ----------------------------------------------------------------------------- planning
+def test_parse_memory_units():
+    assert parse_memory("512MB") == 512 * 10**6
+    assert parse_memory("2GiB") == 2 * 2**30
+    assert parse_memory("1.5 gb") == 1_500_000_000
+    assert parse_memory(4096) == 4096
+    for bad in ("lots", "-1GB", "0", 0, "5 parsecs", True):
+        with pytest.raises(InputError, match="memory_limit"):
+            parse_memory(bad)
+
+
+@pytest.mark.parametrize("limit_mb,per_row_mb,halo,rows", [(64, 1, 0, 1000), (64, 5, 3, 40), (2000, 30, 10, 2)])
+def test_plan_fits_limit_and_covers_rows(limit_mb, per_row_mb, halo, rows):
+    limit, per_row = limit_mb * 2**20, per_row_mb * 2**20
+    plan = plan_chunks(row_start=7, row_stop=7 + rows, bytes_per_row=per_row, memory_limit=limit,
+                       halo=halo, max_workers=4)
+    covered = []
+    for i in range(plan.n_chunks):
+        a, b = plan.bounds(i)
+        covered.extend(range(a, b))
+        ra, rb = plan.read_bounds(i, 7 + rows)
+        assert ra <= a and rb >= b and rb - ra <= b - a + 2 * halo
+    assert covered == list(range(7, 7 + rows))
+    if (1 + 2 * halo) * per_row <= limit:  # feasible at all
+        assert plan.chunks_in_flight * (plan.rows_per_chunk + 2 * halo) * per_row <= limit
+
+
+def test_mean_pool2_matches_loops():
+    rng = np.random.default_rng(1)
+    block = rng.normal(size=(5, 4, 7)).astype(np.float32)
+    pooled = mean_pool2(block)
+    assert pooled.shape == (3, 2, 4)
+    for k in range(3):
+        for j in range(2):
+            for i in range(4):
+                cell = block[2 * k : 2 * k + 2, 2 * j : 2 * j + 2, 2 * i : 2 * i + 2]
+                assert math.isclose(pooled[k, j, i], float(np.mean(cell, dtype=np.float64)), rel_tol=1e-5, abs_tol=1e-6)
+
+
+# ----------------------------------------------------------------------------- equality
+@pytest.mark.parametrize("options", [{}, {"zingers": True}])
+def test_chunked_equals_in_memory(tmp_path, needs_recon, options):
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    proj = disc_scan(zingers=20) if options.get("zingers") else disc_scan()
+    out = reconstruct_to_zarr(proj, tmp_path / "v.zarr", center=CENTER, rows_per_chunk=3,
+                              progress=False, device="cpu", **options)
+    vol, attrs = open_volume(out)
+    assert attrs["anodescope_run"]["plan"]["rows_per_chunk"] == 3  # 4 slabs: 3+3+3+1
+    expected = in_memory_volume(proj, CENTER, **options)
+    got = vol.compute()
+    assert got.shape == expected.shape == (N_ROWS, WIDTH, WIDTH)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, atol=1e-5 * scale)
+
+
+def test_auto_center_and_truth(tmp_path, needs_recon):
+    """Centre 'auto' finds the simulated axis; the slice matches the disc phantom."""
+    pytest.importorskip("recon.center")
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    proj = disc_scan(n_angles=180)
+    out = reconstruct_to_zarr(proj, tmp_path / "auto.zarr", progress=False, device="cpu",
+                              memory_limit="64MB")
+    vol, attrs = open_volume(out)
+    assert abs(attrs["center"] - CENTER) < 0.3
+    assert Path(attrs["quicklook"]["center_png"]).is_file()
+    assert Path(attrs["quicklook"]["slice_png"]).is_file()
+    # ground truth inside the big disc (row 4): mu 0.01 per pixel, small disc adds 0.03
+    img = vol[4].compute()
+    n = WIDTH
+    y, x = np.mgrid[:n, :n] - (n - 1) / 2
+    truth = np.zeros((n, n))
+    for x0, y0, r, mu in _row_discs(4):
+        truth += mu * ((x - x0) ** 2 + (y - y0) ** 2 < (r - 1.5) ** 2)
+    inside = (x**2 + y**2 < (22 + 4 - 2) ** 2)
+    edge_free = inside & ((x - 4) ** 2 + (y + 5) ** 2 > 9**2) & ((x + 10) ** 2 + (y - 11) ** 2 > 7**2)
+    assert abs(np.median(img[edge_free]) - 0.01) < 0.002
+    core = (x - 4) ** 2 + (y + 5) ** 2 < 3**2
+    assert abs(np.median(img[core]) - 0.04) < 0.006
+
+
+# ----------------------------------------------------------------------------- metadata
+def test_ngff_metadata_and_pyramid(tmp_path, scan, needs_recon):
+    import zarr
+
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    out = reconstruct_to_zarr(scan, tmp_path / "m.zarr", center=CENTER, rows_per_chunk=4,
+                              pyramid_levels=3, progress=False, device="cpu")
+    attrs = json.loads((out / ".zattrs").read_text())
+    assert json.loads((out / ".zgroup").read_text())["zarr_format"] == 2
+    (ms,) = attrs["multiscales"]
+    assert ms["version"] == "0.4"
+    assert [(a["name"], a["type"], a["unit"]) for a in ms["axes"]] == [
+        ("z", "space", "micrometer"), ("y", "space", "micrometer"), ("x", "space", "micrometer")]
+    assert [d["path"] for d in ms["datasets"]] == ["0", "1", "2"]
+    shape = (N_ROWS, WIDTH, WIDTH)
+    for k, d in enumerate(ms["datasets"]):
+        tr = d["coordinateTransformations"]
+        assert tr[0]["type"] == "scale"  # NGFF 0.4: scale first, then optional translation
+        assert tr[0]["scale"] == pytest.approx([PIXEL_UM * 2**k] * 3)
+        if k:
+            assert tr[1]["type"] == "translation"
+            assert tr[1]["translation"] == pytest.approx([PIXEL_UM * (2**k - 1) / 2] * 3)
+        zarray = json.loads((out / d["path"] / ".zarray").read_text())
+        assert zarray["zarr_format"] == 2 and zarray["dimension_separator"] == "/"
+        assert tuple(zarray["shape"]) == shape
+        shape = tuple(math.ceil(s / 2) for s in shape)
+    assert attrs["voxel_size_um"] == PIXEL_UM and attrs["energy_kev"] == 25.5
+    assert attrs["center"] == pytest.approx(CENTER)
+    assert "attenuation per pixel" in attrs["units"]
+    for key in ("algorithm", "filter_name", "rings", "zingers", "phase", "flat_method", "rows"):
+        assert key in attrs["parameters"]
+    prov = attrs["provenance"]
+    assert set(prov["versions"]) >= {"anodescope", "numpy", "scipy", "dask", "zarr", "numba"}
+    assert prov["versions"]["numpy"] == np.__version__
+    assert prov["created"] and prov["finished"]
+    # levels are 2x mean pools, checked with plain loops on the stored level 0 and 1
+    g = zarr.open_group(str(out), mode="r")
+    lvl0, lvl1, lvl2 = (np.asarray(g[k][:], dtype=np.float64) for k in "012")
+    for src, dst in ((lvl0, lvl1), (lvl1, lvl2)):
+        for idx in np.ndindex(*dst.shape):
+            sl = tuple(slice(2 * i, 2 * i + 2) for i in idx)
+            assert dst[idx] == pytest.approx(src[sl].mean(), rel=1e-5, abs=1e-7)
+    v1, _ = open_volume(out, level=1)
+    assert v1.shape == lvl1.shape
+    with pytest.raises(InputError, match="level 3"):
+        open_volume(out, level=3)
+
+
+def test_unknown_pixel_size_uses_scale_one(tmp_path, needs_recon):
+    from dataclasses import replace
+
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    proj = replace(disc_scan(n_rows=2), pixel_size_um=None)
+    out = reconstruct_to_zarr(proj, tmp_path / "u.zarr", center=CENTER, progress=False, device="cpu")
+    _, attrs = open_volume(out)
+    assert attrs["voxel_size_um"] is None and attrs["voxel_size_known"] is False
+    assert "unknown" in attrs["voxel_size_note"]
+    assert attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0] * 3
+
+
+# ----------------------------------------------------------------------------- resume
+class _Stop(Exception):
+    pass
+
+
+def test_resume_after_interruption(tmp_path, scan, needs_recon):
+    from recon._omezarr import done_chunks
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    kw = dict(center=CENTER, rows_per_chunk=2, progress=False, device="cpu", num_workers=1)
+    full = reconstruct_to_zarr(scan, tmp_path / "full.zarr", **kw)
+
+    out = tmp_path / "resumed.zarr"
+    seen = []
+
+    def stop_after_two(index):
+        seen.append(index)
+        if len(seen) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        reconstruct_to_zarr(scan, out, _chunk_hook=stop_after_two, **kw)
+    done = done_chunks(out)
+    assert done == set(seen) and len(done) == 2
+    assert json.loads((out / ".zattrs").read_text())["anodescope_run"]["status"] == "running"
+    # a slab half-written when the process died: garbage data, no marker
+    import zarr
+
+    missing = sorted(set(range(5)) - done)
+    victim = missing[0]
+    zarr.open_array(str(out / "0"), mode="r+")[2 * victim : 2 * victim + 1] = 123.0
+
+    computed = []
+    reconstruct_to_zarr(scan, out, _chunk_hook=computed.append, **kw)
+    assert sorted(computed) == missing  # only the missing slabs were computed
+    a, attrs = open_volume(out)
+    b, _ = open_volume(full)
+    np.testing.assert_array_equal(a.compute(), b.compute())
+    assert attrs["anodescope_run"]["status"] == "complete"
+    # a complete output with the same call is left untouched
+    before = tree_digest(out)
+    computed.clear()
+    reconstruct_to_zarr(scan, out, _chunk_hook=computed.append, **kw)
+    assert computed == [] and tree_digest(out) == before
+
+
+def test_refuses_different_parameters(tmp_path, scan, needs_recon):
+    from recon.chunked import reconstruct_to_zarr
+
+    out = reconstruct_to_zarr(scan, tmp_path / "r.zarr", center=CENTER, progress=False, device="cpu")
+    before = tree_digest(out)
+    with pytest.raises(InputError, match=r"r\.zarr.*filter_name.*--overwrite"):
+        reconstruct_to_zarr(scan, out, center=CENTER, filter_name="hann", progress=False, device="cpu")
+    with pytest.raises(InputError, match="center.*--overwrite"):
+        reconstruct_to_zarr(scan, out, center=CENTER + 1, progress=False, device="cpu")
+    assert tree_digest(out) == before
+    reconstruct_to_zarr(scan, out, center=CENTER, filter_name="hann", progress=False, device="cpu",
+                        overwrite=True)
+    attrs = json.loads((out / ".zattrs").read_text())
+    assert attrs["parameters"]["filter_name"] == "hann"
+
+
+def test_refuses_foreign_outputs(tmp_path, scan):
+    from recon.chunked import reconstruct_to_zarr
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("precious")
+    with pytest.raises(InputError, match="photos.*--overwrite"):
+        reconstruct_to_zarr(scan, folder, center=CENTER, progress=False)
+    with pytest.raises(InputError, match="not a Zarr store; refusing to delete"):
+        reconstruct_to_zarr(scan, folder, center=CENTER, progress=False, overwrite=True)
+    assert (folder / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"algorithm": "art"}, "algorithm"),
+        ({"filter_name": "box"}, "filter_name"),
+        ({"rings": "yes"}, "rings"),
+        ({"rows": (5, 5)}, "rows"),
+        ({"rows": "a:b"}, "rows"),
+        ({"memory_limit": "much"}, "memory_limit"),
+        ({"center": "middle"}, "center"),
+        ({"phase": {"distance_mm": 100}}, "delta_beta"),
+        ({"phase": {"distance_mm": -1, "delta_beta": 100}}, "distance_mm"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_parameters(tmp_path, scan, kwargs, match):
+    from recon.chunked import reconstruct_to_zarr
+
+    with pytest.raises(InputError, match=match):
+        reconstruct_to_zarr(scan, tmp_path / "bad.zarr", progress=False, **kwargs)
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_open_volume_errors(tmp_path):
+    from recon.chunked import open_volume
+
+    with pytest.raises(FileNotFoundError):
+        open_volume(tmp_path / "nope.zarr")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(InputError, match="not a Zarr store"):
+        open_volume(tmp_path / "plain")
+
+
+# ----------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+def test_gpu_matches_cpu(tmp_path, scan, needs_recon):
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    kw = dict(center=CENTER, rows_per_chunk=3, progress=False, zingers=True)
+    cpu = reconstruct_to_zarr(scan, tmp_path / "cpu.zarr", device="cpu", **kw)
+    gpu = reconstruct_to_zarr(scan, tmp_path / "gpu.zarr", device="gpu", **kw)
+    a, b = open_volume(cpu)[0].compute(), open_volume(gpu)[0].compute()
+    np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max())
