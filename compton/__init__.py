@@ -8,8 +8,16 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submod_attrs={
         "_errors": ["InputError"],
-        "io": ["read_bin", "read_hexitec_h5", "read_hxt", "write_cube", "read_cube", "iter_frames"],
+        "io": [
+            "read_bin",
+            "read_hexitec_h5",
+            "read_hxt",
+            "write_cube",
+            "read_cube",
+            "iter_frames",
+            "count_frames",
+        ],
         "frames": ["Cube", "process_frames"],
-        "calibration": ["fit_calibration", "read_values", "write_values"],
+        "calibration": ["Calibration", "fit_calibration", "read_values", "write_values"],
     },
 )
