@@ -48,7 +48,8 @@ def sort_angles(xp, stack):
 
     Returns the sorted stack and the sort indices needed by :func:`unsort_angles`.
     """
-    order = xp.argsort(stack, axis=0)
+    # a stable sort gives ties (e.g. a dead column) the same order on CPU and GPU
+    order = xp.argsort(stack, axis=0, kind="stable") if xp is np else xp.argsort(stack, axis=0)
     return xp.take_along_axis(stack, order, axis=0), order
 
 
