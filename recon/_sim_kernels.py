@@ -19,6 +19,20 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True)
+def _span(a0, slope, n_in, n_step):
+    """Indices ``i`` in [0, n_step) where ``a0 + slope * i`` can fall in [-1, n_in] (inclusive)."""
+    if slope == 0.0:
+        if a0 < -1.0 or a0 > n_in:
+            return 0, -1
+        return 0, n_step - 1
+    i1 = (-1.0 - a0) / slope
+    i2 = (n_in - a0) / slope
+    lo = math.floor(min(i1, i2)) - 1
+    hi = math.ceil(max(i1, i2)) + 1
+    return max(0, lo), min(n_step - 1, hi)
+
+
 @numba.njit(parallel=True, cache=True)
 def joseph_project(vol_t, cos_t, sin_t, center, out):
     """Project ``vol_t`` (ny, nx, nz) into ``out`` (n_angles, width, nz), float32."""
@@ -37,9 +51,10 @@ def joseph_project(vol_t, cos_t, sin_t, center, out):
             if abs(c) >= abs(s):
                 # step over rows: x = (s - y sin) / cos
                 w = 1.0 / abs(c)
-                for row in range(ny):
-                    y = row - cy
-                    fc = (sv - y * s) / c + cx
+                a0 = (sv + cy * s) / c + cx
+                lo, hi = _span(a0, -s / c, nx, ny)
+                for row in range(lo, hi + 1):
+                    fc = a0 - row * s / c
                     c0 = math.floor(fc)
                     if c0 < -1 or c0 > nx - 1:
                         continue
@@ -55,9 +70,10 @@ def joseph_project(vol_t, cos_t, sin_t, center, out):
             else:
                 # step over columns: y = (s - x cos) / sin
                 w = 1.0 / abs(s)
-                for col in range(nx):
-                    x = col - cx
-                    fr = (sv - x * c) / s + cy
+                a0 = (sv + cx * c) / s + cy
+                lo, hi = _span(a0, -c / s, ny, nx)
+                for col in range(lo, hi + 1):
+                    fr = a0 - col * c / s
                     r0 = math.floor(fr)
                     if r0 < -1 or r0 > ny - 1:
                         continue
@@ -72,6 +88,53 @@ def joseph_project(vol_t, cos_t, sin_t, center, out):
                             acc[z] += t * vol_t[i0 + 1, col, z]
             for z in range(nz):
                 out[a, k, z] = acc[z] * w
+
+
+@numba.njit(parallel=True, cache=True)
+def joseph_project_2d(img, cos_t, sin_t, center, out):
+    """Project one image ``img`` (ny, nx) into ``out`` (n_angles, width), float32."""
+    ny, nx = img.shape
+    n_angles, width = out.shape
+    cx = 0.5 * (nx - 1)
+    cy = 0.5 * (ny - 1)
+    for a in numba.prange(n_angles):
+        c = cos_t[a]
+        s = sin_t[a]
+        for k in range(width):
+            sv = k - center
+            acc = 0.0
+            if abs(c) >= abs(s):
+                w = 1.0 / abs(c)
+                # fc(row) = (sv - (row - cy) s) / c + cx
+                a0 = (sv + cy * s) / c + cx
+                lo, hi = _span(a0, -s / c, nx, ny)
+                for row in range(lo, hi + 1):
+                    fc = a0 - row * s / c
+                    c0 = math.floor(fc)
+                    if c0 < -1 or c0 > nx - 1:
+                        continue
+                    t = fc - c0
+                    i0 = int(c0)
+                    if i0 >= 0:
+                        acc += (1.0 - t) * img[row, i0]
+                    if i0 + 1 <= nx - 1:
+                        acc += t * img[row, i0 + 1]
+            else:
+                w = 1.0 / abs(s)
+                a0 = (sv + cx * c) / s + cy
+                lo, hi = _span(a0, -c / s, ny, nx)
+                for col in range(lo, hi + 1):
+                    fr = a0 - col * c / s
+                    r0 = math.floor(fr)
+                    if r0 < -1 or r0 > ny - 1:
+                        continue
+                    t = fr - r0
+                    i0 = int(r0)
+                    if i0 >= 0:
+                        acc += (1.0 - t) * img[i0, col]
+                    if i0 + 1 <= ny - 1:
+                        acc += t * img[i0 + 1, col]
+            out[a, k] = acc * w
 
 
 @numba.njit(parallel=True, cache=True)

@@ -317,28 +317,12 @@ def _frames_array(path: Path, ds, name: str, *, frames=None, rows_chunk=None, ki
     import dask.array as da
 
     if ds.ndim == 2 and frames is None:
-        src = H5Frames(path, name, (1,) + ds.shape, ds.dtype)
-        src2 = _Squeezed(src)
-        arr = da.from_array(src2, chunks=(rows_chunk or ds.shape[0], ds.shape[1]),
+        src = H5Frames(path, name, ds.shape, ds.dtype)
+        arr = da.from_array(src, chunks=(rows_chunk or ds.shape[0], ds.shape[1]),
                             name=_dask_name(kind, path, name), meta=np.empty((0, 0), ds.dtype))
         return arr[None]
     src = H5Frames(path, name, ds.shape, ds.dtype, frames=frames)
     return as_dask(src, rows_chunk=rows_chunk, name=_dask_name(kind, path, name, frames))
-
-
-class _Squeezed:
-    """A single 2-D frame seen through an ``H5Frames`` of shape (1, rows, cols)."""
-
-    def __init__(self, frames: H5Frames):
-        self.frames = frames
-        self.shape = frames.shape[1:]
-        self.dtype = frames.dtype
-        self.ndim = 2
-
-    def __getitem__(self, key):
-        if not isinstance(key, tuple):
-            key = (key,)
-        return self.frames.__getitem__((0,) + key)
 
 
 def _check_frames_match(path: Path, data_shape, other_shape, name: str, what: str):

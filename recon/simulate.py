@@ -256,14 +256,19 @@ def forward_project(volume, theta_rad, *, center: float | None = None, width: in
         raise InputError(f"volume is empty, shape {vol.shape}")
     theta = _check_theta(theta_rad)
     width, center = _check_geometry(width, center, vol.shape[-1])
-    from ._sim_kernels import joseph_project
+    from ._sim_kernels import joseph_project, joseph_project_2d
 
-    vol3 = vol[None] if vol.ndim == 2 else vol
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    if vol.ndim == 2 or vol.shape[0] == 1:
+        out2 = np.empty((theta.size, width), np.float32)
+        joseph_project_2d(np.ascontiguousarray(vol.reshape(vol.shape[-2:]), dtype=np.float32), cos_t, sin_t,
+                          center, out2)
+        return out2 if vol.ndim == 2 else out2[:, None, :]
+    vol3 = vol
     vol_t = np.ascontiguousarray(np.moveaxis(vol3, 0, -1), dtype=np.float32)  # (ny, nx, nz)
     out = np.empty((theta.size, width, vol3.shape[0]), np.float32)
-    joseph_project(vol_t, np.cos(theta), np.sin(theta), center, out)
-    sino = np.ascontiguousarray(np.moveaxis(out, 2, 1))  # (n_angles, nz, width)
-    return sino[:, 0, :] if vol.ndim == 2 else sino
+    joseph_project(vol_t, cos_t, sin_t, center, out)
+    return np.ascontiguousarray(np.moveaxis(out, 2, 1))  # (n_angles, nz, width)
 
 
 def _forward_project_gpu(volume, theta_rad, *, center, width):
