@@ -281,9 +281,22 @@ def _with_context(exc: InputError, job: _Job, row0: int, row1: int) -> InputErro
     return InputError(f"{job.source}: detector rows {row0}:{row1}: {msg}")
 
 
-def _run_chunk(job: _Job, index: int) -> int:
+class _Opaque:
+    """Hides a job from ``dask.delayed``, which would otherwise compute the lazy dask arrays
+    inside it (whole scan in memory) before the task runs."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: _Job):
+        self.job = job
+
+
+def _run_chunk(job: _Job | _Opaque, index: int) -> int:
     """Reconstruct slab ``index``, write it into level 0, then record it as finished."""
     import zarr
+
+    if isinstance(job, _Opaque):
+        job = job.job
 
     row0, row1 = job.plan.bounds(index)
     try:
@@ -318,7 +331,8 @@ def _execute(job: _Job, todo: list[int], *, workers: int, bar) -> None:
 
     if not todo:
         return
-    tasks = [dask.delayed(_run_chunk, pure=False)(job, i, dask_key_name=f"slab-{i}") for i in todo]
+    boxed = _Opaque(job)
+    tasks = [dask.delayed(_run_chunk, pure=False)(boxed, i, dask_key_name=f"slab-{i}") for i in todo]
     client = _distributed_client()
     if client is not None:
         from distributed import as_completed
