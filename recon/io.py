@@ -86,7 +86,8 @@ class Projections:
     dataset : str
         Dataset holding the projections (e.g. ``"/exchange/data"``); ``""`` for TIFF.
     meta : dict
-        Anything else worth keeping: ``format``, ``distance_mm``, notes on defaults used, ...
+        Anything else worth keeping, as JSON-friendly values: ``format``, ``distance_mm``,
+        notes on defaults used, ...
     """
 
     data: object
@@ -395,6 +396,10 @@ def read_dxchange(path, *, rows_chunk: int | None = None) -> Projections:
                 meta[f"no_{key}"] = f"{name} not in file"
                 continue
             d = _get_dataset(f, path, name, what=what)
+            if d.ndim == 3 and d.shape[0] == 0:
+                extra[key] = None
+                meta[f"no_{key}"] = f"{name} holds no frames"
+                continue
             if d.ndim not in (2, 3):
                 raise InputError(f"{path}: dataset {name} ({what}) has shape {d.shape}, expected 3-D (frames, rows, cols)")
             _check_frames_match(path, ds.shape, d.shape, name, what)
@@ -591,7 +596,7 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
                 f"{path}: {data_name} has no projection frames (image_key 0) among {n_frames} frames "
                 f"(keys found: {sorted(set(keys.tolist()))})"
             )
-        meta.update(projection_frames=proj_idx, flat_frames=flat_idx, dark_frames=dark_idx)
+        meta.update(projection_frames=proj_idx.tolist(), flat_frames=flat_idx.tolist(), dark_frames=dark_idx.tolist())
 
         angle_name = _first_existing(f, (f"{e}/sample/rotation_angle", f"{e}/data/rotation_angle"))
         if angle_name is None:

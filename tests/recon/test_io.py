@@ -6,6 +6,7 @@ reads of the real tooth.h5, and hand-written metadata in known units.
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 
@@ -122,6 +123,21 @@ def test_dxchange_resolution_preferred_and_2d_flat(tmp_path):
     assert proj.flats.shape == (1, 2, 5)
     np.testing.assert_array_equal(proj.flats.compute(), 2.0)
     np.testing.assert_allclose(proj.theta_rad, np.deg2rad([0, 60, 120]))
+
+
+def test_dxchange_empty_flats_read_as_none(tmp_path):
+    path = make_dx(tmp_path / "e.h5", np.ones((3, 2, 5), np.float32), flats=np.zeros((0, 2, 5), np.float32),
+                   darks=np.zeros((1, 2, 5), np.float32))
+    proj = recon.read_dxchange(path)
+    assert proj.flats is None and proj.darks.shape == (1, 2, 5) and "no_flats" in proj.meta
+
+
+def test_meta_is_json_friendly(tmp_path, scan, tooth_path):
+    nx = recon.write_nxtomo(tmp_path / "scan.nx", scan, distance_mm=20.0)
+    tif = recon.write_tiff_stack(tmp_path / "stack", scan)
+    for proj in (recon.read_projections(tooth_path), recon.read_projections(nx),
+                 recon.read_projections(tif["proj"]), scan):
+        assert json.loads(json.dumps(proj.meta))["format"] == proj.meta["format"]
 
 
 def test_dxchange_without_theta_spreads_180(tmp_path):
