@@ -77,8 +77,8 @@ def sparse_frames(
     mean_size = 1 + fraction_double + 2 * fraction_triple
     n_ph = rng.poisson(occupancy * rows * cols / mean_size * n_frames)
     frame = rng.integers(0, n_frames, n_ph)
-    row = rng.integers(1, rows - 1, n_ph)
-    col = rng.integers(1, cols - 1, n_ph)
+    row = rng.integers(0, rows, n_ph)
+    col = rng.integers(0, cols, n_ph)
     lines = np.asarray(lines_kev, float)
     w = np.ones(lines.size) if weights is None else np.asarray(weights, float)
     e = lines[rng.choice(lines.size, n_ph, p=w / w.sum())]
@@ -97,8 +97,9 @@ def sparse_frames(
     d3 = np.stack([d2[:, 1], -d2[:, 0]], axis=1)
     d3 = np.where((np.abs(d2).sum(axis=1) == 2)[:, None], np.stack([d2[:, 0], 0 * d2[:, 1]], axis=1), d3)
     for k, d in enumerate([np.zeros_like(d2), d2, d3]):
-        m = share[k] > 0
-        np.add.at(deposit, (frame[m], row[m] + d[m, 0], col[m] + d[m, 1]), e[m] * share[k][m])
+        rr, cc = row + d[:, 0], col + d[:, 1]
+        m = (share[k] > 0) & (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)  # charge off the edge is lost
+        np.add.at(deposit, (frame[m], rr[m], cc[m]), e[m] * share[k][m])
     hit = deposit > 0
     adu = dark + rng.normal(0.0, noise_adu, (n_frames, rows, cols))
     adu = np.where(hit, adu + (deposit - icpt) / gain, adu)

@@ -156,13 +156,17 @@ def fit_calibration(
     fwhm_kev: float = 0.8,
     min_counts: int = 200,
     max_residual_kev: float = 0.5,
+    max_intercept_kev: float = 10.0,
 ) -> Calibration:
     """Fit per-pixel gradient and intercept from flood spectra with known lines.
 
     For each pixel the highest-energy line (59.54 keV for Am-241) is taken as the
-    highest-ADU prominent peak; the other lines are then searched where the calibration from
-    the lines found so far predicts them, each located by a Gaussian-plus-linear fit, and
-    ``E = gradient * ADU + intercept`` is fitted by least squares to all lines found.
+    highest-ADU prominent peak of the smoothed spectrum; the second line is matched to the
+    lower peak whose pairing predicts the remaining lines best (a coarse gradient and
+    intercept); each line is then located by a Gaussian-plus-linear-background fit near its
+    predicted position, and ``E = gradient * ADU + intercept`` is fitted by least squares to
+    all lines found. A pixel fails (and is reported) with too few counts, unrecognised lines,
+    fewer than two fitted lines or a line residual above ``max_residual_kev``.
 
     Parameters
     ----------
@@ -180,6 +184,8 @@ def fit_calibration(
         Pixels with fewer counts in total fail ("too few counts").
     max_residual_kev : float
         A pixel fails when a line deviates from the fitted straight line by more than this.
+    max_intercept_kev : float
+        Largest plausible |intercept| in keV (limits the line-matching search).
 
     Returns
     -------
@@ -217,7 +223,8 @@ def fit_calibration(
     for r in range(rows):
         for c in range(cols):
             y = counts[r, c].astype(np.float64)
-            why = _fit_pixel(x, y, lines, sig_kev, min_counts, max_residual_kev, peaks[r, c])
+            why = _fit_pixel(x, y, lines, sig_kev, min_counts, max_residual_kev, peaks[r, c],
+                             max_intercept_kev)
             if isinstance(why, str):
                 reasons[(r, c)] = why
             else:
@@ -230,38 +237,47 @@ def fit_calibration(
                        peaks_adu=peaks, lines_kev=tuple(lines))
 
 
-def _fit_pixel(x, y, lines, sig_kev, min_counts, max_residual_kev, peaks_out):
+def _coarse(x, sm, lines, max_intercept_kev):
+    """Match smoothed-spectrum maxima to the lines: (gradient, intercept) first guess or None."""
+    is_max = (sm[1:-1] > sm[:-2]) & (sm[1:-1] >= sm[2:]) & (sm[1:-1] > 0.05 * sm.max())
+    cand = x[np.nonzero(is_max)[0] + 1]
+    if cand.size < 2:
+        return None
+    mu0 = cand[-1]  # the highest line is the highest-ADU prominent peak
+    best, best_key = None, None
+    for p in cand[:-1]:
+        g = (lines[0] - lines[1]) / (mu0 - p)
+        c = lines[0] - g * mu0
+        if not (g > 0 and abs(c) <= max_intercept_kev):
+            continue
+        dev = [np.min(np.abs(g * cand + c - e)) for e in lines[2:]]
+        key = (-sum(d < 1.0 for d in dev), sum(min(d, 1.0) for d in dev))
+        if best_key is None or key < best_key:
+            best, best_key = (g, c), key
+    return best
+
+
+def _fit_pixel(x, y, lines, sig_kev, min_counts, max_residual_kev, peaks_out, max_intercept_kev):
     from scipy.ndimage import gaussian_filter1d
 
     if y.sum() < min_counts:
         return f"too few counts ({int(y.sum())} < {min_counts})"
     bw = x[1] - x[0]
-    # anchor: the highest-ADU peak above 20 % of the strongest (smoothed) peak
-    sm = gaussian_filter1d(y, 2.0)
-    is_max = (sm[1:-1] > sm[:-2]) & (sm[1:-1] >= sm[2:]) & (sm[1:-1] > 0.2 * sm.max())
-    idx = np.nonzero(is_max)[0] + 1
-    if idx.size == 0:
-        return "no peak found"
-    mu0 = x[idx[-1]]
-    g = lines[0] / mu0  # first guess: zero intercept
-    fit = _fit_peak(x, y, mu0, max(sig_kev / g, 1.5 * bw))
-    if fit is None:
-        return f"no fit of the {lines[0]:g} keV line"
-    found_adu, found_kev = [fit[0]], [lines[0]]
-    peaks_out[0] = fit[0]
-    g, c = lines[0] / fit[0], 0.0
-    for k, e in enumerate(lines[1:], 1):
+    first = _coarse(x, gaussian_filter1d(y, 2.0), lines, max_intercept_kev)
+    if first is None:
+        return "known lines not recognised among the spectrum peaks"
+    g, c = first
+    found_adu, found_kev = [], []
+    for k, e in enumerate(lines):
         guess = (e - c) / g
         f = _fit_peak(x, y, guess, max(sig_kev / g, 1.5 * bw))
-        if f is None or abs(f[0] - guess) * g > 1.5:
+        if f is None or abs(f[0] - guess) * g > 1.0:
             continue
         peaks_out[k] = f[0]
         found_adu.append(f[0])
         found_kev.append(e)
-        if len(found_adu) >= 2:
-            g, c = np.polyfit(found_adu, found_kev, 1)
     if len(found_adu) < 2:
-        return "fewer than two lines found"
+        return "fewer than two lines fitted"
     g, c = np.polyfit(found_adu, found_kev, 1)
     res = np.abs(g * np.asarray(found_adu) + c - np.asarray(found_kev))
     if res.max() > max_residual_kev:
