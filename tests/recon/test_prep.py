@@ -22,11 +22,10 @@ def test_normalize_hand_computed_mean():
 
 
 def test_normalize_median_ignores_a_zinger_in_one_flat():
-    rng = np.random.default_rng(1)
     flats = np.full((5, 4, 4), 200.0)
     flats[2, 1, 1] = 5000.0  # a zinger hitting one flat frame
     darks = np.full((3, 4, 4), 20.0)
-    data = np.full((2, 4, 4), 110.0) + rng.normal(0, 0.0, (2, 4, 4))
+    data = np.full((2, 4, 4), 110.0)
     med = normalize(data, flats, darks, method="median")
     np.testing.assert_allclose(med, 0.5, rtol=1e-6)
     mean = normalize(data, flats, darks, method="mean")
