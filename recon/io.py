@@ -25,6 +25,7 @@ from ._io_lazy import (
     TiffFrames,
     angles_to_rad,
     as_dask,
+    default_rows_chunk,
     energy_to_kev,
     length_to_um,
     units_of,
@@ -323,6 +324,11 @@ def _frames_array(path: Path, ds, name: str, *, frames=None, rows_chunk=None, ki
                             name=_dask_name(kind, path, name), meta=np.empty((0, 0), ds.dtype))
         return arr[None]
     src = H5Frames(path, name, ds.shape, ds.dtype, frames=frames)
+    if rows_chunk is None and ds.chunks is not None and ds.ndim == 3:
+        # whole HDF5 chunks per dask chunk: a chunk is decompressed once, not once per band
+        rc = default_rows_chunk(src.shape[0], ds.shape[1], ds.shape[2], ds.dtype.itemsize)
+        step = max(1, int(ds.chunks[1]))
+        rows_chunk = min(ds.shape[1], -(-rc // step) * step)
     return as_dask(src, rows_chunk=rows_chunk, name=_dask_name(kind, path, name, frames))
 
 

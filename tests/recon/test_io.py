@@ -140,6 +140,19 @@ def test_meta_is_json_friendly(tmp_path, scan, tooth_path):
         assert json.loads(json.dumps(proj.meta))["format"] == proj.meta["format"]
 
 
+def test_row_chunks_align_with_hdf5_chunks(tmp_path, monkeypatch):
+    import recon._io_lazy as lazy
+
+    data = np.arange(10 * 50 * 8, dtype=np.uint16).reshape(10, 50, 8)
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("/exchange/data", data=data, chunks=(1, 16, 8), compression="gzip")
+    monkeypatch.setattr(lazy, "CHUNK_BYTES", 10 * 8 * 2 * 20)  # about 20 rows per dask chunk
+    proj = recon.read_dxchange(path)
+    assert proj.data.chunks[1] == (32, 18)  # rounded up to whole HDF5 chunks of 16 rows
+    np.testing.assert_array_equal(proj.data.compute(), data)
+
+
 def test_dxchange_without_theta_spreads_180(tmp_path):
     path = make_dx(tmp_path / "t.h5", np.zeros((12, 2, 3), np.float32))
     proj = recon.read_dxchange(path)
