@@ -10,7 +10,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submod_attrs={
         "_errors": ["InputError"],
         "roughness": ["RoughnessResult", "roughness", "level_surface"],
-        "stripping": ["StrippingResult", "virtual_stripping"],
-        "current": ["CurrentResult", "current_distribution", "stripping_with_current"],
+        "stripping": ["StrippingResult", "virtual_stripping", "synthetic_thickness_map"],
+        "current": ["CurrentResult", "current_distribution", "stripping_with_current", "StrippingCurrentResult"],
     },
 )
