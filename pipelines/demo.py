@@ -106,7 +106,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, seed: int = 0, quiet: bool = F
     width = shape[2]
     if not scan.exists():
         proj = recon.simulate_scan(
-            cell.mu_per_px, theta, incident_counts=20000, n_flats=10, n_darks=10,
+            cell.mu_per_px, theta, incident_counts=50000, n_flats=10, n_darks=10,
             dead_columns=(width // 3,), hot_columns=(2 * width // 3 + 5,), seed=seed,
             pixel_size_um=cell.pixel_size_um, energy_kev=cell.energy_kev,
         )
@@ -120,7 +120,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, seed: int = 0, quiet: bool = F
     _log("[2/3] reconstructing in chunks into OME-Zarr", quiet)
     t1 = time.perf_counter()
     volume_path = out / "cell.zarr"
-    recon.reconstruct_to_zarr(scan, volume_path, center="auto", algorithm="fourier", rings="all",
+    recon.reconstruct_to_zarr(scan, volume_path, center="auto", algorithm="fourier", rings="sorting",
                               memory_limit="1GB", progress=not quiet)
     vol, attrs = recon.open_volume(volume_path)
     vol = np.asarray(vol)
