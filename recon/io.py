@@ -13,22 +13,35 @@ Angles are radians in :attr:`Projections.theta_rad`; files store degrees unless 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ._errors import InputError
-from ._io_lazy import (
-    H5Frames,
-    TiffFrames,
-    angles_to_rad,
-    as_dask,
-    default_rows_chunk,
-    energy_to_kev,
-    length_to_um,
-    units_of,
+from ._io_hdf5 import (
+    check_external_links,
+    check_frames_match,
+    distance_mm_guess,
+    find_nx_entries,
+    first_existing,
+    frames_array,
+    get_dataset,
+    length_um_guess,
+    link_exists,
+    open_h5,
+    read_scalar,
+    read_string,
+)
+from ._io_lazy import angles_to_rad, as_dask, energy_to_kev, units_of
+from ._io_tiff import (
+    DARK_SUBDIRS,
+    FLAT_SUBDIRS,
+    PROJ_SUBDIRS,
+    TIFF_SUFFIXES,
+    subdir,
+    tiff_files,
+    tiff_source,
 )
 
 __all__ = ["Projections", "read_projections", "read_dxchange", "read_nxtomo", "read_tiff_stack"]
@@ -56,12 +69,6 @@ DX_SAMPLE_NAME = "/measurement/sample/name"
 
 #: NXtomo image_key values
 NX_PROJECTION, NX_FLAT, NX_DARK = 0, 1, 2
-
-_TIFF_SUFFIXES = (".tif", ".tiff")
-_PROJ_SUBDIRS = ("proj", "projs", "projections", "tomo", "data", "sample")
-_FLAT_SUBDIRS = ("flats", "flat", "white", "whites", "bright", "flatfield")
-_DARK_SUBDIRS = ("darks", "dark", "black", "darkfield")
-
 
 @dataclass
 class Projections:
@@ -162,12 +169,12 @@ def read_projections(path, **kwargs) -> Projections:
         raise FileNotFoundError(f"scan not found: {p}")
     if p.is_dir():
         return read_tiff_stack(p, **kwargs)
-    if p.suffix.lower() in _TIFF_SUFFIXES:
+    if p.suffix.lower() in TIFF_SUFFIXES:
         raise InputError(f"{p}: a single TIFF file is not a scan; pass the folder of projection TIFFs")
-    with _open_h5(p) as f:
-        if _link_exists(f, DX_DATA):
+    with open_h5(p) as f:
+        if link_exists(f, DX_DATA):
             fmt = "dxchange"
-        elif _find_nx_entries(f):
+        elif find_nx_entries(f):
             fmt = "nxtomo"
         else:
             top = sorted(f.keys())
@@ -178,166 +185,6 @@ def read_projections(path, **kwargs) -> Projections:
     if fmt == "dxchange":
         return read_dxchange(p, **kwargs)
     return read_nxtomo(p, **kwargs)
-
-
-# ----------------------------------------------------------------------------------------
-# HDF5 helpers
-
-
-def _open_h5(path: Path):
-    """Open an HDF5 file read-only, turning 'missing', 'not HDF5' and 'truncated' into clear errors."""
-    import h5py
-
-    if not path.exists():
-        raise FileNotFoundError(f"scan not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected an HDF5 file")
-    try:
-        is_h5 = h5py.is_hdf5(path)
-    except OSError:
-        is_h5 = False
-    if not is_h5:
-        raise InputError(f"{path}: not an HDF5 file (no HDF5 signature)")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open as HDF5 (truncated or damaged file?): {exc}") from None
-
-
-def _link_exists(f, name: str) -> bool:
-    """Whether every link along ``name`` exists, without opening external files."""
-    try:
-        return f.get(name, getlink=True) is not None
-    except (KeyError, OSError, ValueError):
-        return False
-
-
-def _check_external_links(f, path: Path, name: str) -> str | None:
-    """Follow ``name`` component by component; for an external link whose file is missing raise.
-
-    Returns the external file path when the object lives in another file, else None.
-    """
-    import h5py
-
-    parts = [p for p in name.split("/") if p]
-    current = ""
-    external = None
-    for part in parts:
-        current = f"{current}/{part}"
-        try:
-            link = f.get(current, getlink=True)
-        except (KeyError, OSError, ValueError):
-            return external
-        if isinstance(link, h5py.ExternalLink):
-            target = Path(link.filename)
-            candidates = [target] if target.is_absolute() else [path.parent / target, Path.cwd() / target]
-            found = next((c for c in candidates if c.exists()), None)
-            if found is None:
-                raise InputError(
-                    f"{path}: {current} is an external link to {link.filename}:{link.path}, "
-                    f"but that file is missing (looked for {candidates[0]})"
-                )
-            external = str(found)
-    return external
-
-
-def _get_dataset(f, path: Path, name: str, *, what: str):
-    """Return the h5py dataset ``name`` or raise InputError naming file, dataset and role."""
-    import h5py
-
-    _check_external_links(f, path, name)
-    try:
-        obj = f[name]
-    except (KeyError, OSError) as exc:
-        raise InputError(f"{path}: dataset {name} ({what}) not found or unreadable: {exc}") from None
-    if not isinstance(obj, h5py.Dataset):
-        raise InputError(f"{path}: {name} ({what}) is a group, expected a dataset")
-    return obj
-
-
-def _read_scalar(f, name: str):
-    """Value and units of a scalar (or length-1) numeric dataset, or (None, None) when absent/bad."""
-    import h5py
-
-    if not _link_exists(f, name):
-        return None, None
-    try:
-        obj = f[name]
-    except (KeyError, OSError):
-        return None, None
-    if not isinstance(obj, h5py.Dataset) or obj.size < 1:
-        return None, None
-    try:
-        value = float(np.asarray(obj[()]).ravel()[0])
-    except (TypeError, ValueError):
-        return None, None
-    if not np.isfinite(value):
-        return None, None
-    return value, units_of(obj)
-
-
-def _read_string(f, name: str) -> str | None:
-    import h5py
-
-    if not _link_exists(f, name):
-        return None
-    obj = f[name]
-    if not isinstance(obj, h5py.Dataset):
-        return None
-    v = np.asarray(obj[()]).ravel()
-    if v.size == 0:
-        return None
-    v = v[0]
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
-def _length_um_guess(value: float, units: str | None, *, where: str) -> float:
-    """Pixel size to um; without units a value below 1e-3 is taken as metres, else um."""
-    if units in (None, ""):
-        return value * 1e6 if value < 1e-3 else value
-    return length_to_um(value, units, default="um", where=where)
-
-
-def _distance_mm_guess(value: float, units: str | None, *, where: str) -> float:
-    """Distance to mm; without units a value below 20 is taken as metres, else mm."""
-    if units in (None, ""):
-        return value * 1e3 if value < 20 else value
-    return length_to_um(value, units, default="mm", where=where) / 1e3
-
-
-def _dask_name(kind: str, path: Path, dataset: str, frames=None) -> str:
-    from dask.base import tokenize
-
-    st = path.stat()
-    token = tokenize(str(path.resolve()), dataset, st.st_mtime_ns, st.st_size,
-                     None if frames is None else np.asarray(frames).tobytes())
-    return f"{kind}-{token}"
-
-
-def _frames_array(path: Path, ds, name: str, *, frames=None, rows_chunk=None, kind: str):
-    """Lazy dask array over (a subset of frames of) a 2-D or 3-D dataset, chunked along rows."""
-    import dask.array as da
-
-    if ds.ndim == 2 and frames is None:
-        src = H5Frames(path, name, ds.shape, ds.dtype)
-        arr = da.from_array(src, chunks=(rows_chunk or ds.shape[0], ds.shape[1]),
-                            name=_dask_name(kind, path, name), meta=np.empty((0, 0), ds.dtype))
-        return arr[None]
-    src = H5Frames(path, name, ds.shape, ds.dtype, frames=frames)
-    if rows_chunk is None and ds.chunks is not None and ds.ndim == 3:
-        # whole HDF5 chunks per dask chunk: a chunk is decompressed once, not once per band
-        rc = default_rows_chunk(src.shape[0], ds.shape[1], ds.shape[2], ds.dtype.itemsize)
-        step = max(1, int(ds.chunks[1]))
-        rows_chunk = min(ds.shape[1], -(-rc // step) * step)
-    return as_dask(src, rows_chunk=rows_chunk, name=_dask_name(kind, path, name, frames))
-
-
-def _check_frames_match(path: Path, data_shape, other_shape, name: str, what: str):
-    if tuple(other_shape[-2:]) != tuple(data_shape[1:]):
-        raise InputError(
-            f"{path}: {what} {name} has frames of {tuple(other_shape[-2:])} (rows, cols), "
-            f"expected {tuple(data_shape[1:])} like the projections"
-        )
 
 
 def _default_theta(n: int, range_deg: float = 180.0) -> np.ndarray:
@@ -389,30 +236,30 @@ def read_dxchange(path, *, rows_chunk: int | None = None) -> Projections:
     """
     path = Path(path)
     meta: dict = {"format": "dxchange"}
-    with _open_h5(path) as f:
-        ds = _get_dataset(f, path, DX_DATA, what="projections")
+    with open_h5(path) as f:
+        ds = get_dataset(f, path, DX_DATA, what="projections")
         if ds.ndim != 3:
             raise InputError(f"{path}: dataset {DX_DATA} has shape {ds.shape}, expected 3-D (angles, rows, cols)")
-        data = _frames_array(path, ds, DX_DATA, rows_chunk=rows_chunk, kind="dxchange-data")
+        data = frames_array(path, ds, DX_DATA, rows_chunk=rows_chunk, kind="dxchange-data")
         rc = data.chunks[1][0]
         extra = {}
         for key, name, what in (("flats", DX_FLATS, "flats"), ("darks", DX_DARKS, "darks")):
-            if not _link_exists(f, name):
+            if not link_exists(f, name):
                 extra[key] = None
                 meta[f"no_{key}"] = f"{name} not in file"
                 continue
-            d = _get_dataset(f, path, name, what=what)
+            d = get_dataset(f, path, name, what=what)
             if d.ndim == 3 and d.shape[0] == 0:
                 extra[key] = None
                 meta[f"no_{key}"] = f"{name} holds no frames"
                 continue
             if d.ndim not in (2, 3):
                 raise InputError(f"{path}: dataset {name} ({what}) has shape {d.shape}, expected 3-D (frames, rows, cols)")
-            _check_frames_match(path, ds.shape, d.shape, name, what)
-            extra[key] = _frames_array(path, d, name, rows_chunk=rc, kind=f"dxchange-{key}")
+            check_frames_match(path, ds.shape, d.shape, name, what)
+            extra[key] = frames_array(path, d, name, rows_chunk=rc, kind=f"dxchange-{key}")
 
-        if _link_exists(f, DX_THETA):
-            t = _get_dataset(f, path, DX_THETA, what="rotation angles")
+        if link_exists(f, DX_THETA):
+            t = get_dataset(f, path, DX_THETA, what="rotation angles")
             theta = angles_to_rad(t[()], units_of(t), default="degrees", where=f"{path}: {DX_THETA}")
             if theta.size != ds.shape[0]:
                 raise InputError(
@@ -425,31 +272,31 @@ def read_dxchange(path, *, rows_chunk: int | None = None) -> Projections:
 
         pixel_um = None
         for name in DX_PIXEL_SIZE:
-            v, u = _read_scalar(f, name)
+            v, u = read_scalar(f, name)
             if v is not None and v > 0:
-                pixel_um = _length_um_guess(v, u, where=f"{path}: {name}")
+                pixel_um = length_um_guess(v, u, where=f"{path}: {name}")
                 meta["pixel_size_source"] = name
                 break
         if pixel_um is None:
-            v, u = _read_scalar(f, DX_CAMERA_PIXEL)
+            v, u = read_scalar(f, DX_CAMERA_PIXEL)
             if v is not None and v > 0:
-                pixel_um = _length_um_guess(v, u, where=f"{path}: {DX_CAMERA_PIXEL}")
-                mag, _ = _read_scalar(f, DX_MAGNIFICATION)
+                pixel_um = length_um_guess(v, u, where=f"{path}: {DX_CAMERA_PIXEL}")
+                mag, _ = read_scalar(f, DX_MAGNIFICATION)
                 if mag is not None and mag > 0:
                     pixel_um /= mag
                 meta["pixel_size_source"] = DX_CAMERA_PIXEL
         energy = None
         for name in DX_ENERGY:
-            v, u = _read_scalar(f, name)
+            v, u = read_scalar(f, name)
             if v is not None and v > 0:
                 energy = energy_to_kev(v, u, where=f"{path}: {name}")
                 break
         for name in DX_DISTANCE:
-            v, u = _read_scalar(f, name)
+            v, u = read_scalar(f, name)
             if v is not None:
-                meta["distance_mm"] = _distance_mm_guess(v, u, where=f"{path}: {name}")
+                meta["distance_mm"] = distance_mm_guess(v, u, where=f"{path}: {name}")
                 break
-        name = _read_string(f, DX_SAMPLE_NAME)
+        name = read_string(f, DX_SAMPLE_NAME)
         if name:
             meta["sample_name"] = name
 
@@ -468,49 +315,6 @@ def read_dxchange(path, *, rows_chunk: int | None = None) -> Projections:
 
 # ----------------------------------------------------------------------------------------
 # NeXus NXtomo
-
-
-def _attr_str(obj, key: str) -> str | None:
-    v = obj.attrs.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, np.ndarray):
-        v = v.ravel()[0] if v.size else ""
-        return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-    return str(v)
-
-
-def _find_nx_entries(f) -> list[str]:
-    """Top-level entries that look like NXtomo, best first (definition NXtomo, then layout)."""
-    import h5py
-
-    scored = []
-    for key in sorted(f.keys()):
-        try:
-            link = f.get(key, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                continue
-            g = f[key]
-        except (KeyError, OSError):
-            continue
-        if not isinstance(g, h5py.Group):
-            continue
-        is_entry = key.startswith("entry") or _attr_str(g, "NX_class") == "NXentry"
-        if not is_entry:
-            continue
-        definition = _read_string(f, f"/{key}/definition") or _attr_str(g, "definition") or ""
-        has_layout = _link_exists(f, f"/{key}/instrument/detector/data") or _link_exists(f, f"/{key}/data/data")
-        if definition.strip().lower() == "nxtomo" and has_layout:
-            scored.append((0, key))
-        elif has_layout:
-            scored.append((1, key))
-    return [f"/{k}" for _, k in sorted(scored)]
-
-
-def _first_existing(f, names):
-    return next((n for n in names if _link_exists(f, n)), None)
 
 
 def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None) -> Projections:
@@ -555,8 +359,8 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
     '/entry'
     """
     path = Path(path)
-    with _open_h5(path) as f:
-        entries = _find_nx_entries(f)
+    with open_h5(path) as f:
+        entries = find_nx_entries(f)
         if entry is not None:
             e = "/" + entry.strip("/")
             if e not in entries:
@@ -572,16 +376,16 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
         if len(entries) > 1:
             meta["other_entries"] = [x for x in entries if x != e]
 
-        data_name = _first_existing(f, (f"{e}/instrument/detector/data", f"{e}/data/data"))
-        external = _check_external_links(f, path, data_name)
+        data_name = first_existing(f, (f"{e}/instrument/detector/data", f"{e}/data/data"))
+        external = check_external_links(f, path, data_name)
         if external:
             meta["external_file"] = external
-        ds = _get_dataset(f, path, data_name, what="detector frames")
+        ds = get_dataset(f, path, data_name, what="detector frames")
         if ds.ndim != 3:
             raise InputError(f"{path}: dataset {data_name} has shape {ds.shape}, expected 3-D (frames, rows, cols)")
         n_frames = ds.shape[0]
 
-        key_name = _first_existing(
+        key_name = first_existing(
             f,
             (f"{e}/instrument/detector/image_key", f"{e}/instrument/detector/image_key_control",
              f"{e}/data/image_key"),
@@ -590,7 +394,7 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
             keys = np.zeros(n_frames, np.int64)
             meta["image_key_default"] = "no image_key: every frame taken as a projection"
         else:
-            keys = np.asarray(_get_dataset(f, path, key_name, what="image key")[()]).astype(np.int64).ravel()
+            keys = np.asarray(get_dataset(f, path, key_name, what="image key")[()]).astype(np.int64).ravel()
             if keys.size != n_frames:
                 raise InputError(f"{path}: dataset {key_name} has {keys.size} values, expected {n_frames} (one per frame of {data_name})")
             meta["image_key_dataset"] = key_name
@@ -604,12 +408,12 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
             )
         meta.update(projection_frames=proj_idx.tolist(), flat_frames=flat_idx.tolist(), dark_frames=dark_idx.tolist())
 
-        angle_name = _first_existing(f, (f"{e}/sample/rotation_angle", f"{e}/data/rotation_angle"))
+        angle_name = first_existing(f, (f"{e}/sample/rotation_angle", f"{e}/data/rotation_angle"))
         if angle_name is None:
             theta = _default_theta(proj_idx.size)
             meta["theta_default"] = "no sample/rotation_angle: angles spread evenly over 180 deg, endpoint excluded"
         else:
-            a = _get_dataset(f, path, angle_name, what="rotation angles")
+            a = get_dataset(f, path, angle_name, what="rotation angles")
             angles = angles_to_rad(a[()], units_of(a), default="degrees", where=f"{path}: {angle_name}")
             if angles.size == n_frames:
                 theta = angles[proj_idx]
@@ -625,7 +429,7 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
             if idx.size == 0:
                 return None
             frames = None if idx.size == n_frames else idx
-            return _frames_array(path, ds, data_name, frames=frames, rows_chunk=rows_chunk,
+            return frames_array(path, ds, data_name, frames=frames, rows_chunk=rows_chunk,
                                  kind=f"nxtomo-{kind}")
 
         data = sub(proj_idx, "data")
@@ -637,20 +441,20 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
         det = f"{e}/instrument/detector"
         pixel_um = None
         for name in (f"{det}/x_pixel_size", f"{det}/pixel_size"):
-            v, u = _read_scalar(f, name)
+            v, u = read_scalar(f, name)
             if v is not None and v > 0:
-                pixel_um = _length_um_guess(v, u, where=f"{path}: {name}")
+                pixel_um = length_um_guess(v, u, where=f"{path}: {name}")
                 break
         energy = None
         for name in (f"{e}/instrument/monochromator/energy", f"{e}/instrument/beam/incident_energy",
                      f"{e}/beam/incident_energy", f"{e}/energy"):
-            v, u = _read_scalar(f, name)
+            v, u = read_scalar(f, name)
             if v is not None and v > 0:
                 energy = energy_to_kev(v, u, where=f"{path}: {name}")
                 break
-        v, u = _read_scalar(f, f"{det}/distance")
+        v, u = read_scalar(f, f"{det}/distance")
         if v is not None:
-            meta["distance_mm"] = _distance_mm_guess(v, u, where=f"{path}: {det}/distance")
+            meta["distance_mm"] = distance_mm_guess(v, u, where=f"{path}: {det}/distance")
 
     return Projections(
         data=data,
@@ -669,56 +473,6 @@ def read_nxtomo(path, *, entry: str | None = None, rows_chunk: int | None = None
 # TIFF stacks
 
 
-def _natural_key(p: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
-def _tiff_files(folder: Path) -> list[Path]:
-    return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _TIFF_SUFFIXES
-         and not p.name.startswith(".")),
-        key=_natural_key,
-    )
-
-
-def _subdir(folder: Path, names) -> Path | None:
-    for n in names:
-        for cand in (folder / n, folder / n.upper(), folder / n.capitalize()):
-            if cand.is_dir():
-                return cand
-    return None
-
-
-def _tiff_source(folder: Path, what: str) -> TiffFrames:
-    """Check a folder of single-image TIFFs (same shape) and wrap it lazily."""
-    import tifffile
-
-    if not folder.exists():
-        raise FileNotFoundError(f"{what} folder not found: {folder}")
-    if not folder.is_dir():
-        raise InputError(f"{folder}: expected a folder of {what} TIFF files")
-    files = _tiff_files(folder)
-    if not files:
-        raise InputError(f"{folder}: no TIFF files (*.tif, *.tiff) for the {what}")
-    shape = None
-    dtypes = set()
-    for p in files:
-        try:
-            with tifffile.TiffFile(p) as tf:
-                s = tf.series[0]
-                shp = tuple(d for d in s.shape if d != 1) if len(s.shape) > 2 else tuple(s.shape)
-                dtypes.add(np.dtype(s.dtype))
-        except Exception as exc:
-            raise InputError(f"{p}: cannot read as TIFF ({type(exc).__name__}: {exc})") from None
-        if len(shp) != 2:
-            raise InputError(f"{p}: TIFF image has shape {tuple(s.shape)}, expected one 2-D image per file")
-        if shape is None:
-            shape = shp
-        elif shp != shape:
-            raise InputError(f"{p}: image shape {shp} differs from {shape} of {files[0].name} in {folder}")
-    return TiffFrames(files, shape, np.result_type(*dtypes))
-
-
 def read_tiff_stack(
     folder,
     *,
@@ -735,7 +489,9 @@ def read_tiff_stack(
 
     When ``folder`` holds no TIFF files itself but has sub-folders named like ``proj``,
     ``flats`` and ``darks`` (also ``projections``/``tomo``, ``flat``/``white``,
-    ``dark``/``black``), those are used.
+    ``dark``/``black``), those are used. Uncompressed TIFFs are memory-mapped, so a band of
+    rows reads only those rows; compressed ones are decoded whole for every band (use a large
+    ``rows_chunk`` for them).
 
     Parameters
     ----------
@@ -781,13 +537,13 @@ def read_tiff_stack(
         raise InputError(f"{folder}: expected a folder of projection TIFF files")
     meta: dict = {"format": "tiff"}
     proj_dir = folder
-    if not _tiff_files(folder):
-        sub = _subdir(folder, _PROJ_SUBDIRS)
+    if not tiff_files(folder):
+        sub = subdir(folder, PROJ_SUBDIRS)
         if sub is not None:
             proj_dir = sub
-            flats_dir = flats_dir if flats_dir is not None else _subdir(folder, _FLAT_SUBDIRS)
-            darks_dir = darks_dir if darks_dir is not None else _subdir(folder, _DARK_SUBDIRS)
-    src = _tiff_source(proj_dir, "projections")
+            flats_dir = flats_dir if flats_dir is not None else subdir(folder, FLAT_SUBDIRS)
+            darks_dir = darks_dir if darks_dir is not None else subdir(folder, DARK_SUBDIRS)
+    src = tiff_source(proj_dir, "projections")
     meta["projections_dir"] = str(proj_dir)
     n = src.shape[0]
 
@@ -804,7 +560,7 @@ def read_tiff_stack(
         if d is None:
             out[key] = None
             continue
-        s = _tiff_source(Path(d), key)
+        s = tiff_source(Path(d), key)
         if s.shape[1:] != src.shape[1:]:
             raise InputError(
                 f"{d}: {key} images are {s.shape[1:]} (rows, cols), expected {src.shape[1:]} like the projections in {proj_dir}"
