@@ -11,6 +11,10 @@ an adjoint non-uniform FFT. It is evaluated by spreading each sample onto an ove
 kernel's Fourier transform (deapodisation) and cropping. Real inputs give a Hermitian spectrum:
 one slice uses only the non-negative frequencies (real part of the result), two slices travel
 together as the real and imaginary parts of one grid.
+
+The radial filter also carries sinc(nu)^2, the frequency response of the linear interpolation in
+:mod:`recon.fbp`, so that both algorithms give the same resolution (and a smaller error against
+pixel-averaged phantoms than the unfiltered band limit, which rings more at edges).
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ class _Plan:
         L = self.n_pad
         k_half = np.arange(L // 2 + 1)
         self.nu_half = k_half / L
-        resp = filter_response(filter_name, L).astype(np.float64)
+        # sinc^2 is the frequency response of linear interpolation: the same resolution as "fbp"
+        resp = filter_response(filter_name, L).astype(np.float64) * np.sinc(self.nu_half) ** 2
         scale = np.pi / self.n_angles / L
         w_half = np.full(k_half.size, 2.0)
         w_half[0] = 1.0
