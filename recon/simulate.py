@@ -50,6 +50,9 @@ _SL_GEOMETRY = np.array(
         [0.0230, 0.0460, 0.06, -0.6050, 0.0],
     ]
 )
+#: bytes of float64 temporaries per slab of detector rows in simulate_scan
+_SLAB_BYTES = 256 * 2**20
+
 _SL_ORIGINAL = np.array([2.0, -0.98, -0.02, -0.02, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01])
 _SL_MODIFIED = np.array([1.0, -0.8, -0.2, -0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
 
@@ -417,25 +420,27 @@ def simulate_scan(
             "counts, too close to the uint16 limit of 65535"
         )
 
-    p = forward_project(vol3, theta, center=center, width=width)  # (n_angles, nz, width)
-    signal = flat[None] * np.exp(-p.astype(np.float64))
-    for col, gain in dead:
-        signal[:, :, col] *= gain
-    for col, extra in hot:
-        signal[:, :, col] += extra
-    expect_proj = signal + dark_level
-    expect_flat = np.broadcast_to(flat + dark_level, (n_flats, nz, width))
-    expect_dark = np.full((n_darks, nz, width), float(dark_level))
-
     rng = np.random.default_rng(seed)
 
     def counts(lam):
         x = rng.poisson(lam) if poisson else np.rint(lam)
         return np.clip(x, 0, 65535).astype(np.uint16)
 
-    data = counts(expect_proj)
-    flats = counts(expect_flat) if n_flats else None
-    darks = counts(expect_dark) if n_darks else None
+    # slabs of detector rows keep the float64 temporaries small; the noise stream depends
+    # only on the seed and the shapes, not on rows_chunk
+    data = np.empty((theta.size, nz, width), np.uint16)
+    slab = max(1, int(_SLAB_BYTES // (8 * theta.size * width)))
+    for z0 in range(0, nz, slab):
+        z1 = min(nz, z0 + slab)
+        p = forward_project(vol3[z0:z1], theta, center=center, width=width)  # (n_angles, rows, width)
+        signal = flat[None, z0:z1] * np.exp(-p.astype(np.float64))
+        for col, gain in dead:
+            signal[:, :, col] *= gain
+        for col, extra in hot:
+            signal[:, :, col] += extra
+        data[:, z0:z1] = counts(signal + dark_level)
+    flats = counts(np.broadcast_to(flat + dark_level, (n_flats, nz, width))) if n_flats else None
+    darks = counts(np.full((n_darks, nz, width), float(dark_level))) if n_darks else None
     rc = rows_chunk or default_rows_chunk(theta.size, nz, width, 2)
 
     def lazy(a):

@@ -292,6 +292,16 @@ def test_simulate_scan_flat_profile_and_image_input():
     np.testing.assert_allclose(proj.flats.compute()[0, 0], np.rint(1000 * profile))
 
 
+def test_simulate_scan_slabs_give_the_same_counts(monkeypatch):
+    import recon.simulate as sim
+
+    vol = 0.01 * np.stack([recon.shepp_logan(32)] * 5)
+    whole = recon.simulate_scan(vol, THETA[:20], poisson=False, dead_columns=(3,)).data.compute()
+    monkeypatch.setattr(sim, "_SLAB_BYTES", 8 * 20 * 32 * 2)  # two detector rows per slab
+    slabs = recon.simulate_scan(vol, THETA[:20], poisson=False, dead_columns=(3,)).data.compute()
+    np.testing.assert_array_equal(slabs, whole)
+
+
 def test_simulate_scan_bad_input():
     vol = np.zeros((8, 8), np.float32)
     with pytest.raises(InputError, match="uint16"):
