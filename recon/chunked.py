@@ -627,9 +627,12 @@ def reconstruct_to_zarr(
             plan=plan_chunks(row_start=row0, row_stop=row1, bytes_per_row=1, memory_limit=limit, halo=halo),
         )
         mid = (row0 + row1 - 1) // 2
-        job, center_value, width, center_info = _find_geometry(
-            job, mid, center=center, extended=is360, out_stem=stem
-        )
+        try:
+            job, center_value, width, center_info = _find_geometry(
+                job, mid, center=center, extended=is360, out_stem=stem
+            )
+        except InputError as exc:
+            raise _with_context(exc, job, mid, mid + 1) from exc
         per_row = row_bytes(
             n_angles=n_angles,
             n_cols=n_cols,
