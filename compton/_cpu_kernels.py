@@ -52,23 +52,25 @@ def _record(t, q, e, edges, inv_bw, hist, accepted):
 
 @njit(cache=True, nogil=True)
 def _block(
-    t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, dark, gain, icpt, calibrate,
+    t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, fast_cut, dark, gain, icpt, calibrate,
     next_frame, mode, half, edges, inv_bw, hist, found, rejected, accepted,
 ):
-    npix = rows * cols
-    hitmap = np.full(npix, -1, np.int32)  # true pixel -> index in the hit list
-    hit_pix = np.empty(npix, np.int32)  # true pixel of each hit
-    hit_e = np.empty(npix, np.float64)  # energy (keV) or ADU of each hit
-    stack = np.empty(npix, np.int32)
-    members = np.empty(npix, np.int32)
+    w = cols + 4  # hit map padded by 2 pixels on every side: no bounds checks in windows
+    hitmap = np.full((rows + 4) * w, -1, np.int32)  # padded pixel -> index in the hit list
+    hit_pix = np.empty(rows * cols, np.int32)  # true pixel index of each hit
+    hit_pad = np.empty(rows * cols, np.int32)  # padded pixel index of each hit
+    hit_e = np.empty(rows * cols, np.float64)  # energy (keV) or ADU of each hit
+    stack = np.empty(rows * cols, np.int32)
+    members = np.empty(rows * cols, np.int32)
+    nbr = np.array([-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1], np.int32)
     for f in range(f0, f1):
         nh = 0
         for r in range(rows):
             base = r * cols
-            # fast test: any pixel of this row at or above its integer cut?
+            # fast pre-test (SIMD): any candidate in this row?
             any_hit = 0
             for s in range(cols):
-                any_hit += frames[f, base + s] >= cut[base + s]
+                any_hit += frames[f, base + s] >= fast_cut[base + s]
             if any_hit == 0:
                 continue
             for s in range(cols):
@@ -76,7 +78,8 @@ def _block(
                 raw = frames[f, i]
                 if raw < cut[i]:
                     continue
-                p = base + colmap[s]
+                c = colmap[s]
+                p = base + c
                 found[t, p] += 1
                 if next_frame:
                     if f > 0:
@@ -89,8 +92,10 @@ def _block(
                 v = np.float64(raw) - dark[i]
                 if calibrate:
                     v = gain[i] * v + icpt[i]
-                hitmap[p] = nh
+                q = (r + 2) * w + c + 2
+                hitmap[q] = nh
                 hit_pix[nh] = p
+                hit_pad[nh] = q
                 hit_e[nh] = v
                 nh += 1
         if nh == 0:
@@ -100,43 +105,41 @@ def _block(
                 _record(t, hit_pix[k], hit_e[k], edges, inv_bw, hist, accepted)
         elif mode == MODE_DISCRIMINATE:
             for k in range(nh):
-                p = hit_pix[k]
-                r = p // cols
-                c = p - r * cols
-                alone = True
-                for rr in range(max(r - half, 0), min(r + half + 1, rows)):
-                    for cc in range(max(c - half, 0), min(c + half + 1, cols)):
-                        q = rr * cols + cc
-                        if q != p and hitmap[q] >= 0:
-                            alone = False
-                if alone:
-                    _record(t, p, hit_e[k], edges, inv_bw, hist, accepted)
+                q0 = hit_pad[k]
+                n_in = 0
+                for dr in range(-half, half + 1):
+                    row0 = q0 + dr * w
+                    for dc in range(-half, half + 1):
+                        n_in += hitmap[row0 + dc] >= 0
+                if n_in == 1:  # only itself
+                    _record(t, hit_pix[k], hit_e[k], edges, inv_bw, hist, accepted)
                 else:
-                    rejected[t, p] += 1
+                    rejected[t, hit_pix[k]] += 1
         else:  # MODE_ADD: 8-connected clusters summed into their largest pixel
             for k in range(nh):
-                p0 = hit_pix[k]
-                if hitmap[p0] < 0:
-                    continue  # already taken by an earlier cluster
-                stack[0] = p0
+                q0 = hit_pad[k]
+                if hitmap[q0] < 0:
+                    continue  # already in an earlier cluster
+                stack[0] = q0
                 top = 1
-                members[0] = hitmap[p0]
+                members[0] = k
                 n = 1
-                hitmap[p0] = -2 - hitmap[p0]  # mark visited, keep the hit index
+                hitmap[q0] = -2  # visited
                 while top > 0:
                     top -= 1
-                    p = stack[top]
-                    r = p // cols
-                    c = p - r * cols
-                    for rr in range(max(r - 1, 0), min(r + 2, rows)):
-                        for cc in range(max(c - 1, 0), min(c + 2, cols)):
-                            q = rr * cols + cc
-                            if hitmap[q] >= 0:
-                                members[n] = hitmap[q]
-                                n += 1
-                                hitmap[q] = -2 - hitmap[q]
-                                stack[top] = q
-                                top += 1
+                    q = stack[top]
+                    for j in range(8):
+                        qq = q + nbr[j]
+                        m = hitmap[qq]
+                        if m >= 0:
+                            members[n] = m
+                            n += 1
+                            hitmap[qq] = -2
+                            stack[top] = qq
+                            top += 1
+                if n == 1:
+                    _record(t, hit_pix[k], hit_e[k], edges, inv_bw, hist, accepted)
+                    continue
                 # sort members by true pixel index (insertion sort: clusters are small)
                 for a in range(1, n):
                     m = members[a]
@@ -158,12 +161,12 @@ def _block(
                         rejected[t, hit_pix[m]] += 1
                 _record(t, hit_pix[best], total, edges, inv_bw, hist, accepted)
         for k in range(nh):
-            hitmap[hit_pix[k]] = -1
+            hitmap[hit_pad[k]] = -1
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def process_chunk(
-    frames, prev, has_prev, rows, cols, colmap, cut, dark, gain, icpt, calibrate, next_frame,
+    frames, prev, has_prev, rows, cols, colmap, cut, fast_cut, dark, gain, icpt, calibrate, next_frame,
     mode, half, edges, inv_bw, hist, found, rejected, accepted,
 ):
     """Process ``frames`` [n, rows * cols] (storage order) into the partial accumulators.
@@ -171,7 +174,9 @@ def process_chunk(
     ``hist`` [n_blocks, rows * cols, bins] and ``found``/``rejected``/``accepted``
     [n_blocks, rows * cols] are added to; block ``t`` handles frames ``t * n // n_blocks`` to
     ``(t + 1) * n // n_blocks``. ``prev`` is the storage-order frame before ``frames[0]``
-    (used by the next-frame correction when ``has_prev``).
+    (used by the next-frame correction when ``has_prev``). ``cut`` is the exact per-pixel
+    event test ``raw >= cut``; ``fast_cut`` (in the frames' dtype, ``fast_cut <= cut`` wherever
+    a value can pass) only skips rows without candidates and may be SIMD-compared.
     """
     n = frames.shape[0]
     n_blocks = hist.shape[0]
@@ -179,7 +184,7 @@ def process_chunk(
         f0 = t * n // n_blocks
         f1 = (t + 1) * n // n_blocks
         _block(
-            t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, dark, gain, icpt,
+            t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, fast_cut, dark, gain, icpt,
             calibrate, next_frame, mode, half, edges, inv_bw, hist, found, rejected, accepted,
         )
 

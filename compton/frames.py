@@ -179,6 +179,16 @@ def threshold_cut(dark: np.ndarray, threshold: np.ndarray, integer: bool) -> np.
     return x
 
 
+def fast_cut(cut: np.ndarray, dtype) -> np.ndarray:
+    """``cut`` in the frames' dtype, never above it where a raw value can pass (row pre-test)."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(cut, info.min, info.max).astype(dtype)
+    fast = cut.astype(dtype)
+    return np.where(fast > cut, np.nextafter(fast, dtype.type(-np.inf)), fast).astype(dtype)
+
+
 def _bin_edges(bin_width_kev: float, e_min_kev: float, e_max_kev: float) -> np.ndarray:
     if not (np.isfinite(bin_width_kev) and bin_width_kev > 0):
         raise InputError(f"bin_width_kev must be > 0, got {bin_width_kev!r}")
@@ -472,6 +482,7 @@ class CpuAccumulator:
         integer = np.issubdtype(np.dtype(dtype), np.integer)
         self.integer = integer
         self.cut = threshold_cut(st.dark, st.threshold, integer)
+        self.fast_cut = fast_cut(self.cut, dtype)
         self.n_blocks = max(1, min(k.n_threads(), _MAX_PARTIAL_BYTES // max(1, npix * nbins * 4)))
         self.hist = np.zeros((self.n_blocks, npix, nbins), np.uint32)
         self.found = np.zeros((self.n_blocks, npix), np.int64)
@@ -490,6 +501,7 @@ class CpuAccumulator:
             self._storage[key] = (
                 cm,
                 np.ascontiguousarray(self.cut[:, cm]).ravel(),
+                np.ascontiguousarray(self.fast_cut[:, cm]).ravel(),
                 np.ascontiguousarray(st.dark[:, cm]).ravel(),
                 np.ascontiguousarray(st.gain[:, cm]).ravel(),
                 np.ascontiguousarray(st.icpt[:, cm]).ravel(),
@@ -504,11 +516,11 @@ class CpuAccumulator:
         if self.prev is not None and key != self.prev_key:
             raise InputError("frames: chunks of one stream must share one column order")
         frames = np.ascontiguousarray(chunk).reshape(chunk.shape[0], st.rows * st.cols)
-        cm, cut, dark, gain, icpt = self._storage_arrays(colmap)
+        cm, cut, fcut, dark, gain, icpt = self._storage_arrays(colmap)
         has_prev = self.prev is not None
         prev = self.prev.astype(frames.dtype) if has_prev else frames[0]
         self.k.process_chunk(
-            frames, prev, has_prev, st.rows, st.cols, cm, cut, dark, gain, icpt, st.calibrate,
+            frames, prev, has_prev, st.rows, st.cols, cm, cut, fcut, dark, gain, icpt, st.calibrate,
             st.next_frame, st.mode, st.half, st.edges, self.inv_bw, self.hist, self.found,
             self.rejected, self.accepted,
         )
