@@ -1,0 +1,610 @@
+"""Phase classification of a layered cell volume: automatic thresholds or a trained pixel classifier.
+
+``segment_layers`` turns a reconstructed volume into phase labels numbered 1..n in the order
+the user names the phases along the stacking axis (0 = unassigned: outside the cell, pores,
+inclusions). Voxel classes come from multi-Otsu or k-means thresholds, or from a random-forest
+classifier on multiscale features; the phase order then decides which class is which
+(Li is the darkest solid) and every column is cut into ordered layers that best match the
+classes, so noise specks cannot invert the stack.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._backend import array_module, ndimage_module, resolve_device, to_device
+from ._errors import InputError
+from ._seg_features import feature_halo, feature_names, multiscale_features
+from ._seg_layering import bands_to_labels, optimal_bands, optimal_bands_levels
+
+__all__ = [
+    "THRESHOLD_METHODS",
+    "threshold_values",
+    "apply_thresholds",
+    "PixelClassifier",
+    "train_classifier",
+    "load_classifier",
+    "segment_layers",
+]
+
+THRESHOLD_METHODS = ("multiotsu", "kmeans")
+LI_NAMES = ("li", "lithium")
+VOID_NAMES = ("pore", "pores", "void", "air", "background")
+MAX_SAMPLE = 1 << 23  # voxels used for the histogram (a regular sub-sample beyond that)
+
+
+def _subsample(volume, mask=None):
+    """Regular strided sub-sample (same for in-memory and Dask inputs) as a host 1-D array."""
+    n = int(np.prod(volume.shape))
+    step = max(1, int(np.ceil((n / MAX_SAMPLE) ** (1 / 3))))
+    sl = (slice(None, None, step),) * 3
+    v = volume[sl]
+    if hasattr(v, "compute"):
+        v = v.compute()
+    v = np.asarray(to_device(v, "cpu"), dtype=np.float64)
+    if mask is not None:
+        m = np.asarray(to_device(mask[sl] if not hasattr(mask, "compute") else mask[sl].compute(), "cpu"), bool)
+        v = v[m]
+    else:
+        v = v.ravel()
+    return v[np.isfinite(v)]
+
+
+def _kmeans_1d(hist, centers, classes, n_iter=200):
+    cdf = np.cumsum(hist) / hist.sum()
+    means = np.interp((np.arange(classes) + 0.5) / classes, cdf, centers)
+    for _ in range(n_iter):
+        cuts = 0.5 * (means[1:] + means[:-1])
+        idx = np.digitize(centers, cuts)
+        new = np.array([
+            np.average(centers[idx == k], weights=hist[idx == k]) if hist[idx == k].sum() > 0 else means[k]
+            for k in range(classes)
+        ])
+        if np.allclose(new, means, rtol=0, atol=1e-12 * (abs(centers).max() + 1)):
+            break
+        means = new
+    return 0.5 * (means[1:] + means[:-1])
+
+
+def threshold_values(volume, *, method: str = "multiotsu", classes: int = 3, mask=None, nbins: int = 256):
+    """Automatic intensity thresholds that split a volume into ``classes`` classes.
+
+    Parameters
+    ----------
+    volume : ndarray or dask.array.Array, (z, y, x)
+        Attenuation volume (any intensity unit).
+    method : {"multiotsu", "kmeans"}
+        Multi-Otsu (maximum between-class variance) or 1-D k-means (Lloyd) on the histogram.
+    classes : int
+        Number of classes (>= 2).
+    mask : array of bool, optional
+        Voxels to use (e.g. the cell footprint).
+    nbins : int
+        Histogram bins between the 0.05 and 99.95 percentiles.
+
+    Returns
+    -------
+    ndarray, (classes - 1,)
+        Increasing thresholds in the volume's units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.repeat([0.0, 1.0, 3.0], 1000).reshape(30, 10, 10)
+    >>> t = threshold_values(v + np.random.default_rng(0).normal(0, .1, v.shape), classes=3)
+    >>> bool(0 < t[0] < 1 < t[1] < 3)
+    True
+    """
+    if method not in THRESHOLD_METHODS:
+        raise InputError(f"threshold method must be one of {THRESHOLD_METHODS}, got {method!r}")
+    if int(classes) < 2:
+        raise InputError(f"classes must be >= 2, got {classes!r}")
+    v = _subsample(volume, mask)
+    if v.size < 10 * classes:
+        raise InputError(f"too few voxels ({v.size}) to find {classes} intensity classes")
+    lo, hi = np.percentile(v, [0.05, 99.95])
+    if not hi > lo:
+        raise InputError("the volume has a single intensity value; no phases to separate")
+    hist, edges = np.histogram(np.clip(v, lo, hi), bins=int(nbins), range=(lo, hi))
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    if method == "multiotsu":
+        from skimage.filters import threshold_multiotsu
+
+        t = threshold_multiotsu(classes=int(classes), hist=(hist, centers))
+    else:
+        t = _kmeans_1d(hist.astype(np.float64), centers, int(classes))
+    return np.asarray(t, dtype=np.float64)
+
+
+def apply_thresholds(volume, thresholds):
+    """Class index 0..len(thresholds) of every voxel (uint8; 0 = darkest), NumPy or CuPy."""
+    xp = array_module(volume)
+    t = xp.asarray(np.asarray(thresholds, dtype=np.float64)).astype(volume.dtype)
+    return xp.searchsorted(t, volume, side="right").astype(xp.uint8)
+
+
+# ---------------------------------------------------------------------------- classifier
+
+
+@dataclass
+class PixelClassifier:
+    """A random-forest voxel classifier on multiscale features (trainable segmentation).
+
+    Attributes
+    ----------
+    forest : sklearn.ensemble.RandomForestClassifier
+        The trained forest.
+    class_names : tuple of str
+        Name of class 1, 2, ... (the annotation values).
+    sigmas : tuple of float
+        Feature scales in voxels.
+    scale : float
+        Intensity normalisation (volume units) applied before the features.
+    """
+
+    forest: object
+    class_names: tuple
+    sigmas: tuple
+    scale: float = 1.0
+    meta: dict = field(default_factory=dict)
+
+    def predict(self, volume, *, chunks=None, device: str = "auto"):
+        """Class number (1..n, order of ``class_names``) of every voxel, uint8 (z, y, x) on the host.
+
+        Features are computed on ``device`` (GPU when asked), the forest runs on the host.
+        With ``chunks`` (voxels) or a Dask input the volume is processed block by block
+        with an overlap of four times the largest sigma.
+        """
+        import dask.array as da
+
+        if getattr(volume, "ndim", None) != 3:
+            raise InputError(f"volume must be 3-D (z, y, x), got shape {getattr(volume, 'shape', None)}")
+        dev = resolve_device(device, None if isinstance(volume, da.Array) else volume)
+
+        def block_fn(b):
+            f = multiscale_features(to_device(b, dev), self.sigmas, scale=self.scale)
+            f = np.asarray(to_device(f, "cpu"))
+            x = f.reshape(f.shape[0], -1).T
+            out = self.forest.predict(x).astype(np.uint8)
+            return out.reshape(b.shape)
+
+        if not isinstance(volume, da.Array) and chunks is None:
+            return block_fn(volume)
+        darr = volume if isinstance(volume, da.Array) else da.from_array(to_device(volume, "cpu"), chunks=chunks)
+        halo = feature_halo(self.sigmas)
+        if min(min(c) for c in darr.chunks) < halo:
+            darr = darr.rechunk(tuple(max(halo, max(c)) for c in darr.chunks))
+        return da.map_overlap(block_fn, darr, depth=halo, boundary="none", dtype=np.uint8,
+                              meta=np.empty((0, 0, 0), np.uint8)).compute()
+
+    def save(self, path) -> Path:
+        """Write the classifier to ``path`` (a pickle file, conventionally ``.pkl``)."""
+        path = Path(path)
+        with open(path, "wb") as fh:
+            pickle.dump({"format": "anodescope-pixel-classifier", "version": 1, "forest": self.forest,
+                         "class_names": tuple(self.class_names), "sigmas": tuple(self.sigmas),
+                         "scale": float(self.scale), "meta": dict(self.meta)}, fh)
+        return path
+
+
+def load_classifier(path) -> PixelClassifier:
+    """Read a classifier written by :meth:`PixelClassifier.save` (trusted files only: pickle)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    try:
+        with open(path, "rb") as fh:
+            d = pickle.load(fh)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable classifier file ({type(exc).__name__})") from exc
+    if not isinstance(d, dict) or d.get("format") != "anodescope-pixel-classifier":
+        raise InputError(f"{path}: not an anodescope pixel-classifier file")
+    return PixelClassifier(forest=d["forest"], class_names=tuple(d["class_names"]), sigmas=tuple(d["sigmas"]),
+                           scale=d["scale"], meta=d.get("meta", {}))
+
+
+def train_classifier(volume, annotations, *, class_names, sigmas=(1.0, 2.0, 4.0, 8.0), n_estimators: int = 60,
+                     max_depth: int | None = 16, max_samples_per_class: int = 20000, seed: int = 0,
+                     device: str = "auto", n_jobs: int | None = None) -> PixelClassifier:
+    """Train a random-forest voxel classifier from a few annotated slices.
+
+    Parameters
+    ----------
+    volume : ndarray, (z, y, x)
+        Attenuation volume.
+    annotations : ndarray, (z, y, x) integer
+        0 = not annotated, k = class ``class_names[k-1]`` (e.g. a few fully labelled slices).
+    class_names : sequence of str
+        Names of the annotation classes, e.g. ("collector", "li", "electrolyte", "pore").
+    sigmas : sequence of float
+        Feature scales in voxels.
+    n_estimators, max_depth : int
+        Forest size.
+    max_samples_per_class : int
+        Annotated voxels drawn per class (balanced training set).
+    seed : int
+        Random seed (sampling and forest).
+    device : {"auto", "cpu", "gpu"}
+        Where the features are computed.
+
+    Returns
+    -------
+    PixelClassifier
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    if getattr(volume, "ndim", None) != 3:
+        raise InputError(f"volume must be 3-D (z, y, x), got shape {getattr(volume, 'shape', None)}")
+    ann = np.asarray(to_device(annotations, "cpu"))
+    if ann.shape != tuple(volume.shape):
+        raise InputError(f"annotations shape {ann.shape} does not match the volume {tuple(volume.shape)}")
+    class_names = tuple(str(c) for c in class_names)
+    present = np.unique(ann[ann > 0])
+    if present.size < 2:
+        raise InputError(f"annotations hold {present.size} class(es); need at least 2 labelled classes")
+    if present.max() > len(class_names):
+        raise InputError(f"annotation value {int(present.max())} has no name in class_names {class_names}")
+    dev = resolve_device(device, volume)
+    host = np.asarray(to_device(volume, "cpu"), np.float64)
+    scale = float(np.percentile(np.abs(host[ann > 0]), 99)) or 1.0
+    feats = np.asarray(to_device(multiscale_features(to_device(volume, dev), tuple(sigmas), scale=scale), "cpu"))
+    rng = np.random.default_rng(seed)
+    idx = []
+    for c in present:
+        where = np.flatnonzero(ann.ravel() == c)
+        if where.size > max_samples_per_class:
+            where = rng.choice(where, max_samples_per_class, replace=False)
+        idx.append(where)
+    idx = np.concatenate(idx)
+    x = feats.reshape(feats.shape[0], -1)[:, idx].T
+    y = ann.ravel()[idx]
+    forest = RandomForestClassifier(n_estimators=int(n_estimators), max_depth=max_depth, random_state=seed,
+                                    n_jobs=n_jobs, class_weight="balanced")
+    forest.fit(x, y)
+    return PixelClassifier(forest=forest, class_names=class_names, sigmas=tuple(float(s) for s in sigmas),
+                           scale=scale, meta={"features": feature_names(tuple(sigmas))})
+
+
+# ---------------------------------------------------------------------------- layers
+
+
+def _footprint(classes_host: np.ndarray, dark_class_set, min_fraction: float = 0.2, erode_px: int = 2) -> np.ndarray:
+    """Columns that belong to the cell: enough voxels brighter than the darkest class."""
+    from scipy import ndimage
+
+    solid = ~np.isin(classes_host, list(dark_class_set))
+    frac = solid.mean(axis=0)
+    fp = frac >= min_fraction
+    fp = ndimage.binary_opening(fp, iterations=2)
+    fp = ndimage.binary_fill_holes(fp)
+    fp = ndimage.binary_erosion(fp, iterations=erode_px)  # drop partial-volume edge columns
+    lab, n = ndimage.label(fp)
+    if n > 1:
+        sizes = ndimage.sum(fp, lab, index=np.arange(1, n + 1))
+        fp = lab == (1 + int(np.argmax(sizes)))
+    return fp
+
+
+def _normalise_phases(phases) -> tuple[str, ...]:
+    if isinstance(phases, str):
+        phases = [p for p in phases.split(",")]
+    phases = tuple(str(p).strip().lower() for p in phases)
+    if len(phases) < 2 or any(not p for p in phases):
+        raise InputError(f"phases must name at least two layers along the stacking axis, got {phases!r}")
+    if len(set(phases)) != len(phases):
+        raise InputError(f"phases must be distinct, got {phases!r}")
+    return phases
+
+
+def _lateral_smooth(vol, smooth_px, device):
+    """Gaussian smoothing across the layers only (axis 1 and 2), on the chosen device; host result."""
+    dev = resolve_device(device, vol)
+    x = to_device(vol, dev)
+    xp = array_module(x)
+    x = x.astype(xp.float32)
+    if smooth_px and smooth_px > 0:
+        x = ndimage_module(xp).gaussian_filter(x, (0.0, float(smooth_px), float(smooth_px)), mode="reflect")
+    return np.asarray(to_device(x, "cpu"))
+
+
+def _initial_levels(profile, n, li_idx):
+    """Start levels from the mean profile: end phases from the end slices, Li at the profile minimum."""
+    nz = profile.size
+    if nz < 2 * n:
+        raise InputError(f"the stacking axis has {nz} voxels; too few for {n} layers")
+    e = max(2, nz // 20)
+    levels = np.interp(np.linspace(0, nz - 1, n), np.arange(nz), profile)
+    levels[0] = np.median(profile[:e])
+    levels[-1] = np.median(profile[-e:])
+    if li_idx is not None and 0 < li_idx < n - 1:
+        levels[li_idx] = profile.min()
+    return levels
+
+
+def _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, cache, persist=3):
+    """Place each interface at the first crossing of the mid level, scanning up from the layer below.
+
+    The crossing must hold for ``persist`` voxels in a row. The lateral smoothing of interface j
+    grows with (noise / contrast)^2 so that each column sees enough averaging across the layers for a low-contrast interface. Returns integer cuts
+    (first voxel of the upper layer) and sub-voxel interface positions (voxel units, voxel i
+    spanning [i, i+1)), plus the smoothing used per interface.
+    """
+    n = len(levels)
+    nz = sm.shape[0]
+    noise = _noise_sigma(host, cuts, fp)
+    out = cuts.copy()
+    sub = cuts.astype(np.float64)
+    sigmas = []
+    z = np.arange(nz)[:, None, None]
+    for j in range(n - 1):
+        delta = levels[j + 1] - levels[j]
+        need = (12.0 * noise / max(abs(delta), 1e-30)) ** 2 / (4 * np.pi)
+        sig = float(np.clip(np.sqrt(need), smooth_px, max_smooth_px))
+        sigmas.append(sig)
+        key = round(sig, 1)
+        if key not in cache:
+            cache[key] = sm if abs(sig - smooth_px) < 0.05 else _lateral_smooth(host, key, device)
+        v = cache[key]
+        mid = 0.5 * (levels[j] + levels[j + 1])
+        lo = out[j - 1] if j > 0 else np.zeros_like(out[0])
+        hi = out[j + 1] if j < n - 2 else np.full_like(out[0], nz)
+        side = np.sign(delta) * (v - mid) > 0
+        upper = side.copy()  # on the upper side for `persist` voxels in a row
+        for i in range(1, persist):
+            upper[:-i] &= side[i:]
+        upper &= (z >= lo[None]) & (z < hi[None])
+        first = np.where(upper.any(axis=0), np.argmax(upper, axis=0), hi).astype(np.int32)
+        out[j] = first
+        # sub-voxel: linear interpolation of the crossing between voxel centres first-1 and first
+        i1 = np.clip(first, 1, nz - 1)
+        a_ = np.take_along_axis(v, (i1 - 1)[None], 0)[0]
+        b_ = np.take_along_axis(v, i1[None], 0)[0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip((mid - a_) / (b_ - a_), 0.0, 1.0)
+        frac = np.where(np.isfinite(frac), frac, 0.5)
+        pos = (i1 - 0.5) + frac
+        inside = (first > lo) & (first < hi)
+        sub[j] = np.where(inside, pos, first)
+    return out, sub, sigmas
+
+
+def _noise_sigma(host, cuts, fp, margin=2):
+    """Per-voxel noise from the median absolute deviation inside the band cores (input units)."""
+    v = np.asarray(host)[:, fp]
+    c = cuts[:, fp]
+    nz = v.shape[0]
+    z = np.arange(nz)[:, None]
+    edges = [np.zeros(v.shape[1], int)] + list(c) + [np.full(v.shape[1], nz)]
+    devs = []
+    for k in range(len(edges) - 1):
+        lo = edges[k] + (margin if k > 0 else 0)
+        hi = edges[k + 1] - (margin if k < len(edges) - 2 else 0)
+        sel = (z >= lo[None]) & (z < hi[None])
+        if sel.sum() > 10:
+            x = v[sel]
+            devs.append(1.4826 * np.median(np.abs(x - np.median(x))))
+    return float(np.median(devs)) if devs else 0.0
+
+
+def _band_core_medians(vol, cuts, fp, n, margin=2):
+    nz = vol.shape[0]
+    z = np.arange(nz)[:, None]
+    v = vol[:, fp]
+    c = cuts[:, fp]
+    edges = [np.zeros(v.shape[1], int)] + [c[k] for k in range(n - 1)] + [np.full(v.shape[1], nz)]
+    out = []
+    for k in range(n):
+        lo, hi = edges[k] + (margin if k > 0 else 0), edges[k + 1] - (margin if k < n - 1 else 0)
+        sel = (z >= lo[None]) & (z < hi[None])
+        out.append(float(np.median(v[sel])) if sel.any() else np.nan)
+    return np.array(out)
+
+
+def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: int = 0, method="multiotsu",
+                   li_class: int | None = None, mask=None, smooth_px: float = 1.0, max_smooth_px: float = 6.0,
+                   n_iter: int = 5, refine: bool = True,
+                   min_size_px: int = 27, device: str = "auto", chunks=None, return_info: bool = False):
+    """Label the layers of a stacked cell, numbered 1..n in the order of ``phases`` (0 = unassigned).
+
+    Automatic methods: the volume is smoothed across the layers (``smooth_px``), the
+    threshold method (multi-Otsu or k-means) separates the cell from the surrounding air
+    (footprint) and gives the voxel classes used to mark inclusions; the phase levels start
+    from the best ordered piecewise-constant fit of the mean profile along ``axis`` and are
+    refined by an ordered k-means: each column is cut into bands in the order of ``phases``
+    (least-squares change points), the phase levels are re-estimated from the band cores, and
+    so on. The lithium phase must come out as the darkest level; otherwise the phase order does
+    not match the data. With a :class:`PixelClassifier` the columns are cut into the ordered
+    bands that agree with the most predicted voxels.
+
+    Parameters
+    ----------
+    volume : ndarray or dask.array.Array, (z, y, x)
+        Reconstructed (ideally denoised) attenuation volume (any unit).
+    phases : sequence of str or str
+        Phase names from the low to the high end of ``axis``, e.g. ("collector", "li",
+        "electrolyte") or "collector,li,electrolyte"; "li" / "lithium" marks the lithium layer.
+    axis : int
+        Stacking axis of the layers (0, 1 or 2).
+    method : {"multiotsu", "kmeans"} or PixelClassifier
+        Automatic thresholds or a trained classifier whose ``class_names`` include the phase
+        names (its other classes, e.g. "pore", become 0).
+    li_class : int, optional
+        Rank (0 = darkest) of the lithium level among the phase levels, overriding the rule
+        that lithium is the darkest phase.
+    mask : ndarray of bool, (y, x) or (z, y, x), optional
+        Cell footprint (columns, in the plane of the layers); found automatically when omitted.
+    smooth_px, max_smooth_px : float
+        Gaussian sigma in voxels across the layers for the automatic fit (0 = none), and the
+        most any low-contrast interface is smoothed (each interface gets the smoothing its
+        noise-to-contrast ratio needs, between the two).
+    n_iter : int
+        Ordered k-means iterations.
+    refine : bool
+        With a classifier: re-place each interface with sub-voxel precision from the intensity
+        profile, with phase levels measured in the classified layers.
+    min_size_px : int
+        Voxels whose class disagrees with their layer form inclusions (pores, particles) that
+        become 0 when at least this many voxels are connected; smaller specks are noise.
+    device : {"auto", "cpu", "gpu"}
+        Where smoothing, thresholds and features run.
+    chunks : tuple of int, optional
+        Chunk shape for the classifier's block-wise prediction.
+    return_info : bool
+        Also return a dict: thresholds, phase levels, cut positions ``cuts`` (n-1, y, x) in
+        voxels along ``axis`` (band k spans [cut_{k-1}, cut_k)), footprint, smoothed volume.
+
+    Returns
+    -------
+    labels : ndarray, uint8, same shape as ``volume``
+        1..n in the order of ``phases``, 0 outside the cell and in inclusions.
+    info : dict, only when ``return_info``
+
+    Raises
+    ------
+    InputError
+        When the phase order does not match the data (the lithium phase is not the darkest
+        level) or no lithium is found.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.zeros((30, 24, 24), np.float32); v[:5] = 3; v[5:12] = 1; v[12:] = 8
+    >>> lab = segment_layers(v, ("collector", "li", "electrolyte"), mask=np.ones((24, 24), bool))
+    >>> [int((lab[:, 0, 0] == k).sum()) for k in (1, 2, 3)]
+    [5, 7, 18]
+    """
+    import dask.array as da
+    from scipy import ndimage
+
+    phases = _normalise_phases(phases)
+    if getattr(volume, "ndim", None) != 3:
+        raise InputError(f"volume must be a 3-D array, got shape {getattr(volume, 'shape', None)}")
+    if axis not in (0, 1, 2):
+        raise InputError(f"axis must be 0, 1 or 2, got {axis!r}")
+    n = len(phases)
+    info: dict = {"phases": phases, "axis": axis}
+    vol = volume
+    if axis != 0:
+        vol = da.moveaxis(vol, axis, 0) if isinstance(vol, da.Array) else array_module(vol).moveaxis(vol, axis, 0)
+    li_idx = next((i for i, p in enumerate(phases) if p in LI_NAMES), None)
+    fp = None
+    if mask is not None:
+        m = np.asarray(to_device(mask, "cpu"), bool)
+        if m.ndim == 3:
+            if m.shape != tuple(volume.shape):
+                raise InputError(f"mask shape {m.shape} does not match the volume {tuple(volume.shape)}")
+            m = np.moveaxis(m, axis, 0).any(axis=0)
+        if m.shape != tuple(vol.shape[1:]):
+            raise InputError(f"mask shape {np.shape(mask)} does not match the volume's plane {tuple(vol.shape[1:])}")
+        fp = m
+
+    if isinstance(method, PixelClassifier):
+        names = tuple(c.lower() for c in method.class_names)
+        missing = [p for p in phases if p not in names]
+        if missing:
+            raise InputError(f"classifier classes {names} do not include the phase(s) {missing}")
+        classes = method.predict(vol, chunks=chunks, device=device)  # 1..m
+        band_class = [names.index(p) + 1 for p in phases]
+        if fp is None:
+            dark = {k + 1 for k, c in enumerate(names) if c in VOID_NAMES} | {0}
+            if li_idx is not None:
+                dark.add(band_class[li_idx])
+            fp = _footprint(classes, dark)
+        if fp.sum() == 0:
+            raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
+        cuts = optimal_bands(classes, band_class)
+        if refine:
+            # sub-voxel interfaces from the intensity profile, with levels from the classified layers
+            host = vol.compute() if isinstance(vol, da.Array) else vol
+            sm = _lateral_smooth(host, smooth_px, device)
+            levels = _band_core_medians(sm, cuts, fp, n)
+            if np.all(np.isfinite(levels)):
+                cuts, sub, sig = _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, {})
+                info.update(levels=levels.tolist(), interface_smooth_px=sig, interfaces_px=sub)
+        info.setdefault("interfaces_px", cuts.astype(np.float64))
+        labels = bands_to_labels(cuts, classes.shape[0])
+        expected = np.asarray(band_class, np.uint8)[labels - 1]
+        odd = classes != expected
+        info.update(method="classifier", band_class=band_class)
+    else:
+        if method not in THRESHOLD_METHODS:
+            raise InputError(f"method must be one of {THRESHOLD_METHODS} or a PixelClassifier, got {method!r}")
+        host = vol.compute() if isinstance(vol, da.Array) else vol
+        sm = _lateral_smooth(host, smooth_px, device)
+        t = threshold_values(sm, method=method, classes=n)
+        classes = np.searchsorted(t.astype(sm.dtype), sm, side="right").astype(np.uint8)
+        if fp is None:
+            fp = _footprint(classes, {0})
+        if fp.sum() == 0:
+            raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
+        profile = sm[:, fp].mean(axis=1)
+        levels = _initial_levels(profile, n, li_idx)
+
+        def check(levels):
+            if li_idx is None or li_class is not None:
+                return
+            rank = int(np.argsort(np.argsort(levels))[li_idx])
+            if rank != 0:
+                darkest = int(np.argmin(levels))
+                raise InputError(
+                    f"phase order {','.join(phases)} does not match the data along axis {axis}: the darkest "
+                    f"layer is layer {darkest + 1} of {n} ('{phases[darkest]}'), but lithium "
+                    f"('{phases[li_idx]}') must be the darkest phase")
+
+        check(levels)
+        sm_cache = {}
+        cuts = optimal_bands_levels(np.where(fp[None], sm, 0.0), levels)
+        for _ in range(max(int(n_iter), 1)):
+            new_cuts, sub, sig = _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device,
+                                              sm_cache)
+            done = np.array_equal(new_cuts, cuts)
+            cuts = new_cuts
+            if done:
+                break
+        check(_band_core_medians(sm, cuts, fp, n))
+        info["interface_smooth_px"] = sig
+        info["interfaces_px"] = sub
+        labels = bands_to_labels(cuts, sm.shape[0])
+        if li_class is not None:
+            if li_idx is None:
+                raise InputError(f"li_class given but no 'li' phase in {phases}")
+            if not 0 <= int(li_class) < n:
+                raise InputError(f"li_class must be in 0..{n - 1}, got {li_class!r}")
+        # inclusions: voxels closer to another level than to their layer's, with a clear margin
+        lv = np.asarray(levels, np.float32)
+        own = lv[labels - 1]
+        dist_own = np.abs(sm - own)
+        gaps = np.diff(np.sort(lv))
+        half_gap = 0.5 * float(gaps.min()) if gaps.size else 0.0
+        dist_other = np.min(np.abs(sm[None] - lv[:, None, None, None]) + np.where(
+            np.arange(n)[:, None, None, None] == (labels - 1)[None], np.inf, 0.0), axis=0)
+        margin = max(half_gap, 4.0 * _noise_sigma(sm, cuts, fp))
+        odd = (dist_own > dist_other) & (dist_own > margin)
+        # a void (e.g. pore) darker than every phase is an inclusion too
+        odd |= sm < lv.min() - margin
+        info.update(method=method, thresholds=t.tolist(), levels=levels.tolist(), smoothed=sm)
+
+    if odd.any():
+        lab, nlab = ndimage.label(odd)
+        if nlab:
+            sizes = np.bincount(lab.ravel())
+            big = sizes >= max(int(min_size_px), 1)
+            big[0] = False
+            labels[big[lab]] = 0
+    labels[:, ~fp] = 0
+    info["footprint"] = fp
+    info["cuts"] = cuts
+    if li_idx is not None:
+        li_cols = (cuts[li_idx] - (cuts[li_idx - 1] if li_idx > 0 else 0))[fp] > 0 if li_idx < n - 1 else \
+            (labels == li_idx + 1).any(axis=0)[fp]
+        info["li_column_fraction"] = float(np.mean(li_cols))
+        if np.mean(li_cols) < 0.01:
+            raise InputError(f"no lithium found: the '{phases[li_idx]}' layer is empty in "
+                             f"{100 * (1 - np.mean(li_cols)):.1f} % of the cell's columns")
+    if axis != 0:
+        labels = np.moveaxis(labels, 0, axis)
+    return (labels, info) if return_info else labels
