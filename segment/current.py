@@ -196,6 +196,12 @@ def _nd_symbol(shape, pixel_size_cm, thickness_cm, sigma_s_cm, xp):
     return xp.asarray(sym)
 
 
+def _mirror(a):
+    """Even extension of a [y, x] map to [2y, 2x] (periodic with zero normal flux at the edges)."""
+    top = np.concatenate([a, a[:, ::-1]], axis=1)
+    return np.concatenate([top, top[::-1, :]], axis=0)
+
+
 def _parse_kinetics(kinetics, conductivity_s_cm):
     """Return (sigma S/cm, R_ct Ohm cm^2 or None) from the kinetics mapping."""
     sigma = conductivity_s_cm
@@ -264,6 +270,7 @@ def current_distribution(
     electrode_mask=None,
     threshold_rel: float | None = None,
     applied_current_density_ma_cm2: float | None = None,
+    lateral_boundary: str = "periodic",
     tol: float = 1e-8,
     maxiter: int = 2000,
     device: str = "auto",
@@ -294,6 +301,10 @@ def current_distribution(
         applied current density).
     applied_current_density_ma_cm2 : float, optional
         Applied current density (mA cm^-2), for absolute maps and the voltage.
+    lateral_boundary : {"periodic", "mirror"}
+        Lateral boundary condition of the map: periodic (the map tiles the plane), or
+        mirror (no flux through the map edges, as for a crop of a larger electrode; solved
+        on the 2 x 2 mirrored map).
     tol : float
         Relative residual of the conjugate-gradient solve.
     maxiter : int
@@ -321,6 +332,8 @@ def current_distribution(
     for name, val in (("pixel_size_um", pixel_size_um), ("electrolyte_thickness_um", electrolyte_thickness_um)):
         if not (isinstance(val, (int, float, np.floating, np.integer)) and np.isfinite(val) and val > 0):
             raise InputError(f"{name} must be a positive number (um), got {val!r}")
+    if lateral_boundary not in ("periodic", "mirror"):
+        raise InputError(f"lateral_boundary must be 'periodic' or 'mirror', got {lateral_boundary!r}")
     sigma, rct = _parse_kinetics(kinetics, conductivity_s_cm)
     if not (np.isfinite(sigma) and sigma > 0):
         raise InputError(f"conductivity_s_cm must be > 0 (S cm^-1), got {sigma!r}")
@@ -339,6 +352,10 @@ def current_distribution(
         raise InputError(f"applied_current_density_ma_cm2 must be > 0, got {applied_current_density_ma_cm2!r}")
 
     xp = np if dev == "cpu" else cupy_or_none()
+    ny, nx = act_h.shape
+    if lateral_boundary == "mirror":
+        act_h = _mirror(act_h)
+        elec_h = _mirror(elec_h)
     shape = act_h.shape
     h_cm = float(pixel_size_um) * 1e-4
     l_cm = float(electrolyte_thickness_um) * 1e-4
@@ -360,6 +377,9 @@ def current_distribution(
     b = a.copy()  # V = 1 volt on the contacts
     x0 = a / (l_cm / sigma + rct_v)
     j, iters, res = _pcg(apply_a, apply_m, b, x0, tol=tol, maxiter=int(maxiter), xp=xp)
+    if lateral_boundary == "mirror":
+        j, act_h, elec_h = j[:ny, :nx], act_h[:ny, :nx], elec_h[:ny, :nx]
+        shape = (ny, nx)
     elec = xp.asarray(elec_h)
     j_applied = float(xp.sum(j)) / n_elec  # A cm^-2 per volt
     rel = j / j_applied
@@ -465,6 +485,7 @@ def stripping_with_current(
     threshold_rel: float | None = None,
     search_points: int = 12,
     bisections: int = 6,
+    lateral_boundary: str = "periodic",
     tol: float = 1e-6,
     device: str = "auto",
 ) -> StrippingCurrentResult:
@@ -480,7 +501,7 @@ def stripping_with_current(
         Interface to counter-electrode distance (um).
     fractions : sequence of float
         Stripped fractions, each in (0, 1), where the current maps are solved.
-    kinetics, conductivity_s_cm, tol, device
+    kinetics, conductivity_s_cm, lateral_boundary, tol, device
         As in :func:`current_distribution`.
     mask, connectivity, step_um, n_steps
         As in :func:`segment.virtual_stripping`.
@@ -527,7 +548,8 @@ def stripping_with_current(
         return current_distribution(
             remain, pixel_size_um, electrolyte_thickness_um, kinetics=kinetics,
             conductivity_s_cm=conductivity_s_cm, electrode_mask=electrode, threshold_rel=threshold_rel,
-            applied_current_density_ma_cm2=current_density_ma_cm2, tol=tol, device=device,
+            applied_current_density_ma_cm2=current_density_ma_cm2, lateral_boundary=lateral_boundary,
+            tol=tol, device=device,
         )
 
     currents = [solve(f) for f in fr]

@@ -198,3 +198,23 @@ def test_gpu_matches_cpu():
     host = current_distribution(act, 1.0, 300.0, device="gpu")
     assert isinstance(host.current_rel, np.ndarray)
     assert host.max_rel == pytest.approx(current_distribution(act, 1.0, 300.0).max_rel, rel=1e-6)
+
+
+def test_mirror_boundary_quarter_disk_in_a_corner():
+    """Mirror (no-flux) map edges: a quarter disk in a corner carries the full-disk distribution."""
+    n, r0 = 128, 24
+    y, x = np.mgrid[:n, :n] + 0.5
+    r = np.hypot(y, x)
+    act = r <= r0
+    res = current_distribution(act, 1.0, 40.0 * n, lateral_boundary="mirror")
+    rr = r[act] / r0
+    jj = res.current_rel[act] / res.current_rel[act].mean()
+    edges = np.linspace(0.0, 0.8, 9)
+    idx = np.digitize(rr, edges)
+    for b in range(2, edges.size):  # the first ring holds too few pixels in a quarter
+        sel = idx == b
+        theory = 1.0 / (2.0 * np.sqrt(1.0 - rr[sel].mean() ** 2))
+        assert jj[sel].mean() == pytest.approx(theory, rel=0.05)
+    periodic = current_distribution(act, 1.0, 40.0 * n)
+    # without the mirror, the periodic images of the quarter disk sit at the far corners
+    assert not np.allclose(periodic.current_rel, res.current_rel, rtol=1e-3)
