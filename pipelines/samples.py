@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from ._errors import InputError
+
 __all__ = ["MATERIALS", "CellSample", "attenuation_per_cm", "smooth_field", "anode_free_cell"]
 
 #: name -> (chemical formula for xraylib, density in g cm^-3)
@@ -165,7 +167,7 @@ def anode_free_cell(
 
     top_needed = collector_px + int(np.ceil(thickness_px.max())) + 4
     if top_needed > nz:
-        raise ValueError(f"shape[0]={nz} too small: need at least {top_needed} slices for this thickness")
+        raise InputError(f"shape[0]={nz} too small: need at least {top_needed} slices for this thickness")
 
     z = np.arange(nz)[:, None, None] + 0.5  # voxel centres
     li_bottom = collector_px
