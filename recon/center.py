@@ -124,8 +124,9 @@ def find_center_pc(
         )
     rows = np.nonzero(mismatch <= best + 0.25 * step)[0]
     rows = rows[j[rows] != rows]
-    ref = to_device(sino[rows], "cpu").astype(np.float64)
-    opp = to_device(sino[j[rows]], "cpu").astype(np.float64)[:, ::-1]
+    sino = to_device(sino, "cpu")  # a few profiles only: the CPU is fine
+    ref = sino[rows].astype(np.float64)
+    opp = sino[j[rows]].astype(np.float64)[:, ::-1]
     # remove the mean so the correlation is not dominated by the background level, and
     # taper the ends; the taper would bias a large shift, so the shift is measured again
     # after aligning the flipped profile with the first estimate (the residual is small).
@@ -300,7 +301,7 @@ def find_center_vo(
     mask = _wedge_mask(xp, 2 * n_half, width, radius, drop)
     flipped = half[:, ::-1]
     d0 = int(round(2 * c0 - (width - 1)))
-    reach = factor + 1
+    reach = (factor + 1) // 2 + 1  # the binned estimate is good to about half a bin
     shifts = np.arange(d0 - 2 * reach, d0 + 2 * reach + 1)
     shifts = shifts[(shifts >= math.floor(2 * start - (width - 1))) & (shifts <= math.ceil(2 * stop - (width - 1)))]
     if shifts.size == 0:
