@@ -13,6 +13,22 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
+def _bin_of(t, depths, d0, step, m):
+    g = np.ceil((t - d0) / step)  # exact for uniform depths up to rounding, fixed below
+    if g < 0.0:
+        j = 0
+    elif g > m:
+        j = m
+    else:
+        j = int(g)
+    while j > 0 and depths[j - 1] >= t:
+        j -= 1
+    while j < m and depths[j] < t:
+        j += 1
+    return j
+
+
+@numba.njit(cache=True, parallel=True)
 def depth_bins(thickness, valid, depths):
     """Bin index of each pixel: the number of depths strictly below its thickness.
 
@@ -42,28 +58,51 @@ def depth_bins(thickness, valid, depths):
     if step <= 0.0:
         step = 1.0
     k = np.empty(n, np.int32)
+    nchunk = 16
+    chunk = (n + nchunk - 1) // nchunk
+    c_counts = np.zeros((nchunk, m + 1), np.int64)
+    c_sums = np.zeros((nchunk, m + 1), np.float64)
+    for c in numba.prange(nchunk):
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            if not valid[i]:
+                k[i] = -1
+                continue
+            t = thickness[i]
+            j = _bin_of(t, depths, d0, step, m)
+            k[i] = j
+            c_counts[c, j] += 1
+            c_sums[c, j] += t
     counts = np.zeros(m + 1, np.int64)
     sums = np.zeros(m + 1, np.float64)
-    for i in range(n):
-        if not valid[i]:
-            k[i] = -1
-            continue
-        t = thickness[i]
-        g = np.ceil((t - d0) / step)  # exact for uniform depths up to rounding
-        if g < 0.0:
-            j = 0
-        elif g > m:
-            j = m
-        else:
-            j = int(g)
-        while j > 0 and depths[j - 1] >= t:
-            j -= 1
-        while j < m and depths[j] < t:
-            j += 1
-        k[i] = j
-        counts[j] += 1
-        sums[j] += t
+    for c in range(nchunk):
+        for j in range(m + 1):
+            counts[j] += c_counts[c, j]
+            sums[j] += c_sums[c, j]
     return k, counts, sums
+
+
+@numba.njit(cache=True, parallel=True)
+def valid_range(thickness, mask, use_mask):
+    """Valid pixels (finite and in ``mask``) and their count, minimum and maximum (um)."""
+    n = thickness.size
+    valid = np.empty(n, np.bool_)
+    nchunk = 16
+    chunk = (n + nchunk - 1) // nchunk
+    cnt = np.zeros(nchunk, np.int64)
+    lo = np.full(nchunk, np.inf)
+    hi = np.full(nchunk, -np.inf)
+    for c in numba.prange(nchunk):
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            t = thickness[i]
+            v = np.isfinite(t) and (mask[i] if use_mask else True)
+            valid[i] = v
+            if v:
+                cnt[c] += 1
+                if t < lo[c]:
+                    lo[c] = t
+                if t > hi[c]:
+                    hi[c] = t
+    return valid, cnt.sum(), lo.min(), hi.max()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -204,12 +243,13 @@ def _boundary_id(ly, lx, h, w):
 
 
 @numba.njit(cache=True, nogil=True)
-def _tile_pass(k, nx, y0, y1, x0, x1, m, conn8, off, interior_out, ev_bin, ev_a, ev_b):
+def _tile_pass(k, nx, y0, y1, x0, x1, m, conn8, off, interior_out, added_out, ev_bin, ev_a, ev_b):
     """Union-find inside one tile.
 
     Components that never touch the tile border are counted here (``interior_out[b - 1]``
     after bin b); merges between border-touching components become events ``(bin, a, b)``
-    on global border-node ids for the global pass. Returns the number of events.
+    on global border-node ids for the global pass; ``added_out[b]`` counts the border pixels
+    of bin b. Returns the number of events.
     """
     h = y1 - y0
     w = x1 - x0
@@ -247,6 +287,7 @@ def _tile_pass(k, nx, y0, y1, x0, x1, m, conn8, off, interior_out, ev_bin, ev_a,
             bid = _boundary_id(ly, lx, h, w)
             if bid >= 0:
                 rep[p] = off + bid
+                added_out[b] += 1
             else:
                 rep[p] = -1
                 interior += 1
@@ -362,6 +403,7 @@ def superlevel_components_tiled(k, ny, nx, m, connectivity, y_edges, x_edges):
     ev_a = np.empty(nnodes, np.int32)
     ev_b = np.empty(nnodes, np.int32)
     nev = np.zeros(ntiles, np.int64)
+    added_t = np.zeros((ntiles, m + 1), np.int64)
     for t in numba.prange(ntiles):
         ty = t // ntx
         tx = t % ntx
@@ -369,7 +411,7 @@ def superlevel_components_tiled(k, ny, nx, m, connectivity, y_edges, x_edges):
         o1 = offs[t + 1]
         nev[t] = _tile_pass(
             k, nx, y_edges[ty], y_edges[ty + 1], x_edges[tx], x_edges[tx + 1], m, conn8,
-            o0, interior[t], ev_bin[o0:o1], ev_a[o0:o1], ev_b[o0:o1],
+            o0, interior[t], added_t[t], ev_bin[o0:o1], ev_a[o0:o1], ev_b[o0:o1],
         )
     # ---- global pass over tile-border nodes
     tyof = np.empty(ny, np.int64)
@@ -427,15 +469,8 @@ def superlevel_components_tiled(k, ny, nx, m, connectivity, y_edges, x_edges):
     # nodes appearing per bin
     added = np.zeros(m + 2, np.int64)
     for t in range(ntiles):
-        ty = t // ntx
-        tx = t % ntx
-        for y in range(y_edges[ty], y_edges[ty + 1]):
-            for x in range(x_edges[tx], x_edges[tx + 1]):
-                if _boundary_id(y - y_edges[ty], x - x_edges[tx],
-                                y_edges[ty + 1] - y_edges[ty], x_edges[tx + 1] - x_edges[tx]) >= 0:
-                    b = k[y * nx + x]
-                    if b >= 1:
-                        added[b] += 1
+        for b in range(m + 1):
+            added[b] += added_t[t, b]
     # counting sort of all unions (tile events + seam edges) by bin
     ucount = np.zeros(m + 2, np.int64)
     for t in range(ntiles):

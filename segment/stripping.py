@@ -246,21 +246,26 @@ def _prepare(thickness_um, pixel_size_um, mask):
         raise InputError(f"pixel_size_um must be a positive number, got {pixel_size_um!r}") from None
     if not np.isfinite(px) or px <= 0:
         raise InputError(f"pixel_size_um must be a positive number (um), got {pixel_size_um!r}")
-    valid = np.isfinite(t)
-    if mask is not None:
+    use_mask = mask is not None
+    if use_mask:
         if is_gpu_array(mask):
             mask = mask.get()
         mask = np.asarray(mask)
         if mask.shape != t.shape:
             raise InputError(f"mask shape {mask.shape} does not match thickness_um shape {t.shape}")
-        valid &= mask.astype(bool)
-    if np.any(t[valid] < 0):
-        raise InputError(
-            f"thickness_um has negative values (min {np.min(t[valid]):.4g} um); expected >= 0"
-        )
-    if not valid.any():
+        mflat = np.ascontiguousarray(mask, dtype=bool).ravel()
+    else:
+        mflat = np.ones(1, bool)
+    t = np.ascontiguousarray(t)
+    from ._cpu_kernels import valid_range
+
+    valid, n_valid, tmin, tmax = valid_range(t.ravel(), mflat, use_mask)
+    valid = valid.reshape(t.shape)
+    if n_valid == 0:
         raise InputError("thickness_um has no valid pixel (all NaN or masked out)")
-    return t, valid, px
+    if tmin < 0:
+        raise InputError(f"thickness_um has negative values (min {tmin:.4g} um); expected >= 0")
+    return t, valid, px, float(tmax)
 
 
 def virtual_stripping(
@@ -309,7 +314,7 @@ def virtual_stripping(
     >>> r.depth_um.tolist(), r.active_fraction.tolist(), r.n_islands.tolist()
     ([0.0, 10.0, 20.0, 30.0], [0.6666666666666666, 0.3333333333333333, 0.3333333333333333, 0.0], [2, 2, 2, 0])
     """
-    t, valid, px = _prepare(thickness_um, pixel_size_um, mask)
+    t, valid, px, tmax = _prepare(thickness_um, pixel_size_um, mask)
     if connectivity not in (4, 8):
         raise InputError(f"connectivity must be 4 or 8 (pixels), got {connectivity!r}")
     if current_density_ma_cm2 is not None and not (
@@ -318,7 +323,6 @@ def virtual_stripping(
         raise InputError(
             f"current_density_ma_cm2 must be a positive number (mA cm^-2), got {current_density_ma_cm2!r}"
         )
-    tmax = float(t[valid].max())
     if step_um is not None:
         if not (np.isfinite(step_um) and step_um > 0):
             raise InputError(f"step_um must be a positive number (um), got {step_um!r}")
