@@ -139,11 +139,18 @@ def _tooth_sinogram(path, row=0):
 
 
 def _iradon_at(sino, theta, center, out_size):
-    """scikit-image FBP with the axis moved to column W // 2, where iradon expects it."""
+    """scikit-image FBP with the axis moved to column W // 2, where iradon expects it.
+
+    The move is a Fourier shift of edge-padded rows: a spline shift would smooth the noise
+    more at half-pixel shifts and bias the entropy search towards half-integer centres.
+    """
     from skimage.transform import iradon
 
     width = sino.shape[1]
-    shifted = ndi.shift(sino, (0, width // 2 - center), order=3, mode="nearest")
+    pad = 48
+    padded = np.pad(sino, ((0, 0), (pad, pad)), mode="edge")
+    spec = ndi.fourier_shift(np.fft.fft(padded, axis=1), (0, width // 2 - center), axis=1)
+    shifted = np.fft.ifft(spec, axis=1).real[:, pad : pad + width]
     return iradon(shifted.T, theta=np.rad2deg(theta), filter_name="ramp", output_size=out_size, circle=True)
 
 
@@ -191,6 +198,8 @@ def test_tooth_matches_manual_sharpness_search(tooth_path):
     auto = find_center(sino, theta)
     print(f"tooth centre: find_center {auto:.3f} px, manual iradon entropy search {manual:.2f} px")
     assert abs(auto - manual) <= 1.0, (auto, manual)
+    # (measured: 295.88 against 296.00 or 295.75, the two lowest entropies on the 0.25-px grid)
+    assert abs(auto - manual) <= 0.5, (auto, manual)
     # the second detector row sees the same axis
     sino1, _ = _tooth_sinogram(tooth_path, row=1)
     assert abs(find_center(sino1, theta) - auto) < 0.5
