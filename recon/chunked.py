@@ -228,8 +228,16 @@ def _sinograms(job: _Job, row0: int, row1: int, *, overlap_only: bool = False):
 
         t = remove_zingers(t, size=ZINGER_SIZE)
     if job.phase is not None:
+        from ._backend import array_module
         from .phase import paganin_filter
 
+        # at the detector's top and bottom edges, replicate edge rows up to the full halo so
+        # that every slab sees the same surroundings as the whole detector would
+        top, bottom = halo - (row0 - read0), halo - (read1 - row1)
+        if top > 0 or bottom > 0:
+            xp = array_module(t)
+            t = xp.pad(t, ((0, 0), (max(top, 0), max(bottom, 0)), (0, 0)), mode="edge")
+            read0 -= max(top, 0)
         t = paganin_filter(
             t,
             pixel_size_um=job.phase["pixel_size_um"],
@@ -388,15 +396,19 @@ def _find_geometry(job: _Job, mid_row: int, *, center, extended: bool, out_stem:
 
         png = Path(f"{out_stem}_center.png")
         centers = np.clip(center_value + np.arange(-4, 5, 2, dtype=np.float64), 0, sino2d.shape[1] - 1)
-        center_quicklook(sino2d, theta, centers, png)
+        center_quicklook(sino2d, theta, centers, png, algorithm=job.algorithm)
         info["center_png"] = str(png)
     else:
         center_value = float(center)
         info["center_method"] = "given"
     info["center_row"] = int(mid_row)
     job = _replace(job, center=center_value)
-    # one slice through the whole chain gives the reconstructed width
-    width = _reconstruct_rows(job, mid_row, mid_row + 1).shape[-1]
+    # the middle slice through the whole chain gives the reconstructed width
+    from .algorithms import reconstruct
+
+    width = reconstruct(
+        sino, theta, center_value, algorithm=job.algorithm, filter_name=job.filter_name, device=job.device
+    ).shape[-1]
     return job, center_value, width, info
 
 
