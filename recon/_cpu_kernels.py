@@ -22,19 +22,37 @@ def backproject_linear(q, cos_t, sin_t, center, n, scale, out):
     n_angles, width = q.shape
     half = (n - 1) * 0.5
     umax = width - 1
+    # one zero column on the right: u = width - 1 interpolates without a branch
+    qp = np.zeros((n_angles, width + 1), dtype=np.float32)
+    qp[:, :width] = q
     for row in numba.prange(n):
         y = row - half
         acc = np.zeros(n, dtype=np.float32)
         for a in range(n_angles):
-            c = np.float32(cos_t[a])
-            base = np.float32(y * sin_t[a] + center - half * cos_t[a])
-            qa = q[a]
-            for col in range(n):
-                u = base + col * c
-                if u >= 0.0 and u <= umax:
-                    i0 = min(int(u), umax - 1)
-                    f = u - i0
-                    acc[col] += qa[i0] + f * (qa[i0 + 1] - qa[i0])
+            c = cos_t[a]
+            base = y * sin_t[a] + center - half * c
+            # columns whose u = base + col * c lies in [0, umax], found once per (row, angle)
+            if abs(c) < 1e-12:
+                if base < 0.0 or base > umax:
+                    continue
+                c0 = 0
+                c1 = n
+            else:
+                lo = (0.0 - base) / c
+                hi = (umax - base) / c
+                if lo > hi:
+                    lo, hi = hi, lo
+                c0 = max(0, int(math.ceil(lo - 1e-6)))
+                c1 = min(n, int(math.floor(hi + 1e-6)) + 1)
+            qa = qp[a]
+            cf = np.float32(c)
+            bf = np.float32(base)
+            for col in range(c0, c1):
+                u = bf + col * cf
+                u = min(max(u, np.float32(0.0)), np.float32(umax))
+                i0 = int(u)
+                f = u - i0
+                acc[col] += qa[i0] + f * (qa[i0 + 1] - qa[i0])
         for col in range(n):
             out[row, col] = acc[col] * scale
     return out
