@@ -320,7 +320,7 @@ def _initial_levels(profile, n, li_idx):
     levels = np.interp(np.linspace(0, nz - 1, n), np.arange(nz), profile)
     levels[0] = np.median(profile[:e])
     levels[-1] = np.median(profile[-e:])
-    if li_idx is not None and 0 < li_idx < n - 1:
+    if li_idx is not None:
         levels[li_idx] = profile.min()
     return levels
 
@@ -390,6 +390,50 @@ def _noise_sigma(host, cuts, fp, margin=2):
     return float(np.median(devs)) if devs else 0.0
 
 
+def _lateral_noise(host) -> float:
+    """Robust per-voxel noise sigma from differences of neighbouring voxels across the layers."""
+    v = np.asarray(to_device(host, "cpu"), np.float32)
+    step = max(1, v.shape[0] // 64)
+    d = np.diff(v[::step], axis=2).ravel()
+    d = d[np.isfinite(d)]
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
+
+
+def _check_bands(cuts, fp, phases, li_idx, axis):
+    """Every named layer below the top one must be present somewhere; an absent Li layer is 'no lithium found'."""
+    lower = np.zeros_like(cuts[0])
+    for k in range(len(phases) - 1):
+        frac = float(np.mean((cuts[k] - lower)[fp] > 0))
+        lower = cuts[k]
+        if frac < 0.01:
+            if k == li_idx:
+                raise InputError(f"no lithium found in its place in the phase order {','.join(phases)} along "
+                                 f"axis {axis}: the '{phases[k]}' layer is empty in {100 * (1 - frac):.1f} % of "
+                                 f"the cell's columns (check the phase order)")
+            raise InputError(f"phase order {','.join(phases)} does not match the data along axis {axis}: "
+                             f"no '{phases[k]}' layer found in its place")
+
+
+def _band_core_spreads(vol, cuts, fp, n, margin=2):
+    """Robust spread (MAD sigma) of each layer's core, NaN for layers with too few voxels."""
+    v = np.asarray(to_device(vol, "cpu"))[:, fp]
+    c = cuts[:, fp]
+    nz = v.shape[0]
+    z = np.arange(nz)[:, None]
+    edges = [np.zeros(v.shape[1], int)] + list(c) + [np.full(v.shape[1], nz)]
+    out = []
+    for k in range(n):
+        lo = edges[k] + (margin if k > 0 else 0)
+        hi = edges[k + 1] - (margin if k < n - 1 else 0)
+        sel = (z >= lo[None]) & (z < hi[None])
+        if sel.sum() < 100:
+            out.append(np.nan)
+            continue
+        x = v[sel]
+        out.append(1.4826 * float(np.median(np.abs(x - np.median(x)))))
+    return np.array(out)
+
+
 def _band_core_medians(vol, cuts, fp, n, margin=2):
     nz = vol.shape[0]
     z = np.arange(nz)[:, None]
@@ -406,7 +450,8 @@ def _band_core_medians(vol, cuts, fp, n, margin=2):
 
 def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: int = 0, method="multiotsu",
                    li_class: int | None = None, mask=None, smooth_px: float = 1.0, max_smooth_px: float = 6.0,
-                   n_iter: int = 5, refine: bool = True,
+                   n_iter: int = 5, refine: bool = True, min_contrast: float = 0.2,
+                   max_spread_ratio: float = 2.5,
                    min_size_px: int = 27, device: str = "auto", chunks=None, return_info: bool = False):
     """Label the layers of a stacked cell, numbered 1..n in the order of ``phases`` (0 = unassigned).
 
@@ -443,6 +488,12 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         noise-to-contrast ratio needs, between the two).
     n_iter : int
         Ordered k-means iterations.
+    min_contrast : float
+        The lithium layer must be darker than its neighbours by this many noise sigmas
+        (per-voxel noise from neighbouring-voxel differences), else "no lithium found".
+    max_spread_ratio : float
+        A layer whose core intensity spread exceeds this multiple of the most uniform layer's
+        mixes phases: the phase order does not match the data.
     refine : bool
         With a classifier: re-place each interface with sub-voxel precision from the intensity
         profile, with phase levels measured in the classified layers.
@@ -555,7 +606,6 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                     f"layer is layer {darkest + 1} of {n} ('{phases[darkest]}'), but lithium "
                     f"('{phases[li_idx]}') must be the darkest phase")
 
-        check(levels)
         sm_cache = {}
         cuts = optimal_bands_levels(np.where(fp[None], sm, 0.0), levels)
         for _ in range(max(int(n_iter), 1)):
@@ -565,7 +615,27 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
             cuts = new_cuts
             if done:
                 break
-        check(_band_core_medians(sm, cuts, fp, n))
+        _check_bands(cuts, fp, phases, li_idx, axis)
+        final = _band_core_medians(sm, cuts, fp, n)
+        if li_idx is not None and li_class is None:
+            noise = _lateral_noise(host)
+            nb = [final[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n and np.isfinite(final[k])]
+            if nb and min(nb) - final[li_idx] < min_contrast * noise and final[li_idx] <= min(nb) + min_contrast * noise:
+                raise InputError(
+                    f"no lithium found: the '{phases[li_idx]}' layer is not darker than its neighbours "
+                    f"(contrast {min(nb) - final[li_idx]:.3g} < {min_contrast} x noise {noise:.3g})")
+        check(final)
+        spread = _band_core_spreads(host, cuts, fp, n)
+        ok = np.isfinite(spread)
+        if ok.sum() >= 2 and spread[ok].min() > 0:
+            ratio = spread / spread[ok].min()
+            worst = int(np.nanargmax(ratio))
+            if ratio[worst] > max_spread_ratio:
+                raise InputError(
+                    f"phase order {','.join(phases)} does not match the data along axis {axis}: the "
+                    f"'{phases[worst]}' layer mixes phases (intensity spread {ratio[worst]:.1f} times that of "
+                    f"the most uniform layer)")
+        info["layer_spread_ratio"] = (spread / np.nanmin(spread)).tolist() if ok.any() else None
         info["interface_smooth_px"] = sig
         info["interfaces_px"] = sub
         labels = bands_to_labels(cuts, sm.shape[0])
@@ -574,18 +644,22 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                 raise InputError(f"li_class given but no 'li' phase in {phases}")
             if not 0 <= int(li_class) < n:
                 raise InputError(f"li_class must be in 0..{n - 1}, got {li_class!r}")
-        # inclusions: voxels closer to another level than to their layer's, with a clear margin
+        # inclusions: voxels of the (unsmoothed) volume closer to another level than to their
+        # layer's by a clear margin, away from the interfaces (partial volume)
+        hv = np.asarray(to_device(host, "cpu"), np.float32)
         lv = np.asarray(levels, np.float32)
         own = lv[labels - 1]
-        dist_own = np.abs(sm - own)
+        dist_own = np.abs(hv - own)
         gaps = np.diff(np.sort(lv))
         half_gap = 0.5 * float(gaps.min()) if gaps.size else 0.0
-        dist_other = np.min(np.abs(sm[None] - lv[:, None, None, None]) + np.where(
-            np.arange(n)[:, None, None, None] == (labels - 1)[None], np.inf, 0.0), axis=0)
-        margin = max(half_gap, 4.0 * _noise_sigma(sm, cuts, fp))
-        odd = (dist_own > dist_other) & (dist_own > margin)
-        # a void (e.g. pore) darker than every phase is an inclusion too
-        odd |= sm < lv.min() - margin
+        dist_other = np.full(hv.shape, np.inf, np.float32)
+        for k in range(n):
+            dist_other = np.where(labels - 1 == k, dist_other, np.minimum(dist_other, np.abs(hv - lv[k])))
+        margin = max(half_gap, 3.0 * _noise_sigma(hv, cuts, fp))
+        odd = ((dist_own > dist_other) & (dist_own > margin)) | (hv < lv.min() - margin)
+        zz = np.arange(hv.shape[0])[:, None, None]
+        for k in range(n - 1):
+            odd &= np.abs(zz - cuts[k][None] + 0.5) > 1.5
         info.update(method=method, thresholds=t.tolist(), levels=levels.tolist(), smoothed=sm)
 
     if odd.any():
