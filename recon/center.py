@@ -227,7 +227,8 @@ def find_center_vo(
         radius ``R = ratio * W / 2`` pixels. Larger is safer for big objects; default 0.5.
     drop : int, optional
         Angular-frequency rows ``|m| <= drop`` (cycles per turn) left out of the metric; they
-        carry slow intensity drifts. Default: ``max(1, round(0.02 * n_angles))``.
+        carry slow intensity drifts. Default: ``max(1, round(0.02 * n_half))`` with
+        ``n_half`` the number of angles in the half turn used.
 
     Returns
     -------
