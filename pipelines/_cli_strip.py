@@ -135,7 +135,7 @@ def run(args) -> int:
 
     result = segment.virtual_stripping(
         thickness, px, step_um=args.step_um, mask=mask, connectivity=args.connectivity,
-        current_density_ma_cm2=args.current_density,
+        current_density_ma_cm2=args.current_density, largest_island=True,
     )
     cols = result.curves()
     with open(out / "stripping_curve.csv", "w", newline="") as fh:

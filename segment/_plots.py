@@ -46,12 +46,20 @@ def plot_curves(result, path, *, fractions=()) -> Path:
     ax2.set_xlabel("stripped capacity (%)")
     ax2.set_ylabel("current multiplier 1 / A")
     ax2.set_xlim(0, 100)
+    finite = mult[np.isfinite(mult)]
+    ax2.set_ylim(0.9, max(2.0, min(float(finite.max()) if finite.size else 2.0, 100.0)))
     ax2.set_title("effective current density")
     ax3.plot(s, result.n_islands, color="C2", drawstyle="steps-post")
     ax3.set_xlabel("stripped capacity (%)")
     ax3.set_ylabel(f"islands ({result.connectivity}-connected)")
     ax3.set_xlim(0, 100)
     ax3.set_title("isolated lithium islands")
+    if result.largest_island_um2 is not None:
+        ax3b = ax3.twinx()
+        area_um2 = result.n_valid * result.pixel_size_um**2
+        ax3b.plot(s, 100 * result.largest_island_um2 / area_um2, color="C4", lw=1)
+        ax3b.set_ylabel("largest island (% of area)", color="C4")
+        ax3b.set_ylim(0, 102)
     for f in fractions:
         for ax in (ax1, ax2, ax3):
             ax.axvline(100 * f, color="k", lw=0.8, ls="--", alpha=0.6)

@@ -16,6 +16,13 @@ conjugate gradients with FFT matrix-vector products, preconditioned by
 ``1 / (n(k) + mean R_ct)`` (exact when every pixel is active). The same code runs on NumPy
 (``scipy.fft``) and CuPy (``cupy.fft``). The result is normalised by the applied
 (geometric) current density: the total current divided by the electrode area.
+
+Accuracy: the disk electrode on an insulating plane reproduces the classical
+``j_avg / (2 sqrt(1 - (r/r0)^2))`` to 1-2 % for r <= 0.8 r0 at r0 = 24-40 pixels, and periodic
+strip contacts give the conformal-map constriction resistance to 0.05-0.15 %. In the primary
+distribution the current at a contact edge is singular (inverse square root of the distance),
+so the single-pixel maximum grows with resolution; percentiles, the area fraction above a
+threshold and the secondary distribution (finite R_ct) are the mesh-robust quantities.
 """
 
 from __future__ import annotations

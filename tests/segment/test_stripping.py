@@ -54,13 +54,17 @@ def test_islands_equal_connected_component_count(patchy_map, connectivity):
     t, mask = patchy_map
     valid = np.isfinite(t) & mask
     r = virtual_stripping(t, 2.0, step_um=0.25, mask=mask, connectivity=connectivity)
+    r2 = virtual_stripping(t, 2.0, step_um=0.25, mask=mask, connectivity=connectivity, largest_island=True)
+    assert r.largest_island_um2 is None
+    np.testing.assert_array_equal(r.n_islands, r2.n_islands)
     for j in range(0, r.depth_um.size, 3):
         with np.errstate(invalid="ignore"):
             present = valid & (t > r.depth_um[j])
-        _, n = ndi.label(present, structure=STRUCT[connectivity])
+        lab, n = ndi.label(present, structure=STRUCT[connectivity])
         assert r.n_islands[j] == n, (j, r.depth_um[j])
         if n:
             assert r.mean_island_um2[j] == pytest.approx(present.sum() * 4.0 / n)
+            assert r2.largest_island_um2[j] == np.bincount(lab.ravel())[1:].max() * 4.0
     assert r.n_islands.max() > 5  # the test map really fragments
 
 
