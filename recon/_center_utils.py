@@ -37,7 +37,9 @@ def check_sinogram_2d(sinogram, name: str = "sinogram"):
     if not np.issubdtype(sino.dtype, np.floating):
         sino = sino.astype(xp.float32)
     if not bool(xp.isfinite(sino).all()):
-        raise InputError(f"{name} contains NaN or infinite values; clean it (e.g. minus_log guards) first")
+        raise InputError(
+            f"{name} contains NaN or infinite values; clean it (e.g. minus_log guards) first"
+        )
     return sino
 
 

@@ -162,7 +162,8 @@ def _wedge_mask(xp, n_rows: int, width: int, radius_px: float, drop: int):
     m = xp.abs(xp.fft.fftfreq(n_rows) * n_rows)[:, None]
     nu = xp.fft.rfftfreq(width)[None, :]
     mask = (m > 2.0 * math.pi * nu * radius_px) & (m > drop)
-    n_cols = int(np.nonzero(to_device(mask.any(axis=0), "cpu"))[0].max()) + 1 if bool(mask.any()) else 1
+    used = np.nonzero(to_device(mask.any(axis=0), "cpu"))[0]
+    n_cols = int(used.max()) + 1 if used.size else 1
     return mask[:, :n_cols]
 
 
@@ -304,7 +305,9 @@ def find_center_vo(
     d0 = int(round(2 * c0 - (width - 1)))
     reach = (factor + 1) // 2 + 1  # the binned estimate is good to about half a bin
     shifts = np.arange(d0 - 2 * reach, d0 + 2 * reach + 1)
-    shifts = shifts[(shifts >= math.floor(2 * start - (width - 1))) & (shifts <= math.ceil(2 * stop - (width - 1)))]
+    d_min = math.floor(2 * start - (width - 1))
+    d_max = math.ceil(2 * stop - (width - 1))
+    shifts = shifts[(shifts >= d_min) & (shifts <= d_max)]
     if shifts.size == 0:
         shifts = np.array([d0])
     metric = _vo_metrics(half, flipped, shifts, mask, integer=True)

@@ -90,7 +90,8 @@ def _opposite_pairs(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if worst > 0.25 * step:
         raise InputError(
             f"theta_rad is sampled so that projection {int(first[mismatch.argmax()])} has no"
-            f" opposite one (closest is {math.degrees(worst):.4f} degrees away from 180); {expected};"
+            f" opposite one (closest is {math.degrees(worst):.4f} degrees away from 180);"
+            f" {expected};"
             f" got {n} angles over {math.degrees(span):.3f} degrees"
         )
     return first, second
@@ -159,7 +160,7 @@ def _integer_metric(ref, opp):
 
 
 def _strip_metric(ref, opp, overlap: float, side: str, cols: slice) -> float:
-    """Normalised mismatch of ``ref`` and ``opp`` flipped about the axis of a (sub-pixel) overlap."""
+    """Normalised mismatch of ``ref`` and flipped ``opp`` for a (sub-pixel) overlap."""
     xp = array_module(ref)
     width = ref.shape[1]
     c = _center_from_overlap(overlap, side, width)
@@ -221,8 +222,8 @@ def find_overlap_360(
     >>> import numpy as np
     >>> theta = np.linspace(0, 2 * np.pi, 360, endpoint=False)
     >>> s = np.arange(100) - 80.5           # axis 18.5 px from the last column: overlap 38 px
-    >>> sino = sum(np.exp(-((s[None] - x * np.cos(theta)[:, None]
-    ...                      - y * np.sin(theta)[:, None]) ** 2) / 20) for x, y in [(30, 5), (-9, 40)])
+    >>> c, sn = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    >>> sino = sum(np.exp(-((s[None] - x * c - y * sn) ** 2) / 20) for x, y in [(30, 5), (-9, 40)])
     >>> overlap, side, center = find_overlap_360(sino, theta)
     >>> round(overlap, 1), side, round(center, 1)
     (38.0, 'right', 80.5)
@@ -299,7 +300,9 @@ def _stitch_right(ref, opp, overlap: float):
     return out, c
 
 
-def sino_360_to_180(sinogram360, theta_rad, *, overlap: float | None = None, side: str | None = None):
+def sino_360_to_180(
+    sinogram360, theta_rad, *, overlap: float | None = None, side: str | None = None
+):
     """Convert a 360-degree off-centre-axis scan into a wide 180-degree sinogram.
 
     Each projection of the first half turn is joined with its left-right flipped opposite
@@ -353,7 +356,9 @@ def sino_360_to_180(sinogram360, theta_rad, *, overlap: float | None = None, sid
     else:
         overlap = float(overlap)
         if not (1.0 <= overlap <= width):
-            raise InputError(f"overlap must be between 1 and {width} pixels (detector width), got {overlap}")
+            raise InputError(
+                f"overlap must be between 1 and {width} pixels (detector width), got {overlap}"
+            )
         if side is None:
             ref, opp = _pairs_as_rows(sino, first, second, _MAX_PAIRS)
             overlaps, metrics = _integer_metric(ref, opp)

@@ -35,7 +35,8 @@ def blob_sinogram(theta_rad, width, center, *, noise=0.0, seed=0, blobs=BLOBS):
     c, sn = np.cos(theta_rad)[:, None], np.sin(theta_rad)[:, None]
     out = np.zeros((theta_rad.size, width))
     for amp, sig, x0, y0 in blobs:
-        out += amp * math.sqrt(2 * math.pi) * sig * np.exp(-((s[None] - x0 * c - y0 * sn) ** 2) / (2 * sig**2))
+        arg = (s[None] - x0 * c - y0 * sn) / sig
+        out += amp * math.sqrt(2 * math.pi) * sig * np.exp(-0.5 * arg**2)
     rng = np.random.default_rng(seed)
     return out + noise * rng.standard_normal(out.shape)
 
@@ -151,7 +152,9 @@ def _iradon_at(sino, theta, center, out_size):
     padded = np.pad(sino, ((0, 0), (pad, pad)), mode="edge")
     spec = ndi.fourier_shift(np.fft.fft(padded, axis=1), (0, width // 2 - center), axis=1)
     shifted = np.fft.ifft(spec, axis=1).real[:, pad : pad + width]
-    return iradon(shifted.T, theta=np.rad2deg(theta), filter_name="ramp", output_size=out_size, circle=True)
+    return iradon(
+        shifted.T, theta=np.rad2deg(theta), filter_name="ramp", output_size=out_size, circle=True
+    )
 
 
 def _entropy(img, lo, hi, disk):

@@ -36,7 +36,8 @@ def blob_sinogram(theta_rad, width, center, *, noise=0.0, seed=0):
     c, sn = np.cos(theta_rad)[:, None], np.sin(theta_rad)[:, None]
     out = np.zeros((np.size(theta_rad), width))
     for amp, sig, x0, y0 in BLOBS:
-        out += amp * math.sqrt(2 * math.pi) * sig * np.exp(-((s[None] - x0 * c - y0 * sn) ** 2) / (2 * sig**2))
+        arg = (s[None] - x0 * c - y0 * sn) / sig
+        out += amp * math.sqrt(2 * math.pi) * sig * np.exp(-0.5 * arg**2)
     return out + noise * np.random.default_rng(seed).standard_normal(out.shape)
 
 
