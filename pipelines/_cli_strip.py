@@ -116,6 +116,29 @@ def _jsonable(obj):
     return obj
 
 
+def _provenance(args, thickness, mask) -> dict:
+    """Inputs (path and SHA-256 of the map as float64), parameters, versions and time."""
+    import hashlib
+    import platform
+
+    import numpy as np
+    import scipy
+
+    digest = hashlib.sha256(np.ascontiguousarray(thickness, dtype=np.float64).tobytes())
+    if mask is not None:
+        digest.update(np.ascontiguousarray(mask, dtype=bool).tobytes())
+    params = {k: v for k, v in vars(args).items() if k not in ("func", "debug", "verb")}
+    from . import __version__
+
+    return {
+        "inputs": [{"path": str(Path(args.maps).resolve()), "sha256": digest.hexdigest()}],
+        "parameters": params,
+        "versions": {"anodescope": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+                     "python": platform.python_version()},
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -144,6 +167,7 @@ def run(args) -> int:
         for row in zip(*cols.values()):
             w.writerow([f"{v:.10g}" for v in row])
     rows = result.summary(fractions)
+    provenance = _provenance(args, thickness, mask)
     info = {
         "input": str(Path(args.maps).resolve()),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -157,6 +181,7 @@ def run(args) -> int:
         "current_density_ma_cm2": result.current_density_ma_cm2,
         "depth_step_um": float(result.depth_um[1] - result.depth_um[0]) if result.depth_um.size > 1 else 0.0,
         "fractions": rows,
+        "provenance": provenance,
     }
     (out / "stripping.json").write_text(json.dumps(_jsonable(info), indent=2))
     _plots.plot_curves(result, out / "stripping_curves.png", fractions=fractions)
@@ -183,6 +208,7 @@ def run(args) -> int:
         summary["kinetics"] = kinetics
         summary["conductivity_s_cm"] = args.conductivity
         summary["lateral_boundary"] = args.lateral_boundary
+        summary["provenance"] = provenance
         (out / "current.json").write_text(json.dumps(_jsonable(summary), indent=2))
         maps = {}
         for f, c in zip(combo.fractions, combo.currents):

@@ -528,6 +528,15 @@ def stripping_with_current(
     Returns
     -------
     StrippingCurrentResult
+
+    Examples
+    --------
+    >>> from segment.stripping import synthetic_thickness_map
+    >>> t = synthetic_thickness_map((64, 64), 5.0, correlation_um=60.0, seed=1)
+    >>> out = stripping_with_current(t, 5.0, 50.0, fractions=(0.85,), threshold_rel=2.5)
+    >>> c = out.currents[0]
+    >>> bool(c.max_rel > 1 / c.active_fraction), out.first_exceed["stripped_fraction"] < 0.85
+    (True, True)
     """
     from .stripping import _check_fraction, virtual_stripping
 

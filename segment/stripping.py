@@ -270,6 +270,8 @@ def _prepare(thickness_um, pixel_size_um, mask):
         raise InputError("thickness_um has no valid pixel (all NaN or masked out)")
     if tmin < 0:
         raise InputError(f"thickness_um has negative values (min {tmin:.4g} um); expected >= 0")
+    if not tmax > 0:
+        raise InputError("thickness_um holds no lithium (every valid pixel is 0 um): nothing to strip")
     return t, valid, px, float(tmax)
 
 

@@ -176,6 +176,7 @@ def test_list_input_and_integer_steps():
         ({"thickness_um": np.ones((3, 3, 3))}, "2-D"),
         ({"thickness_um": -np.ones((3, 3))}, "negative"),
         ({"thickness_um": np.full((3, 3), np.nan)}, "no valid pixel"),
+        ({"thickness_um": np.zeros((3, 3))}, "no lithium"),
         ({"pixel_size_um": 0.0}, "pixel_size_um"),
         ({"connectivity": 6}, "connectivity"),
         ({"step_um": -1.0}, "step_um"),
