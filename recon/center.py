@@ -472,12 +472,12 @@ def center_quicklook(
     if not path.parent.exists():
         raise InputError(f"folder for the quick-look PNG does not exist: {path.parent}")
 
-    slices = []
-    for c in cents:
-        img = reconstruct(sino, theta, float(c), algorithm=algorithm, filter_name="ramp")
-        img = to_device(img, "cpu")
-        slices.append(np.asarray(img, dtype=np.float32).reshape(img.shape[-2:]))
-    stack = np.stack(slices)
+    # one call: the same sinogram once per candidate, each with its own centre
+    xp = array_module(sino)
+    repeated = xp.repeat(sino[:, None, :], cents.size, axis=1)
+    stack = reconstruct(repeated, theta, cents, algorithm=algorithm, filter_name="ramp")
+    stack = np.asarray(to_device(stack, "cpu"), dtype=np.float32)
+    stack = stack.reshape((cents.size,) + stack.shape[-2:])
     vmin, vmax = np.percentile(stack, [1.0, 99.5])
 
     import matplotlib
