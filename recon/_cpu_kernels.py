@@ -12,47 +12,55 @@ import numba
 import numpy as np
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def backproject_linear(q, cos_t, sin_t, center, n, scale, out):
-    """Back-project filtered projections ``q`` (n_angles, width) into ``out`` (n, n), float32.
+@numba.njit(cache=True, inline="always")
+def _valid_columns(base, c, umax, n):
+    # columns col in [c0, c1) whose u = base + col * c lies in [0, umax]
+    if abs(c) < 1e-12:
+        if base < 0.0 or base > umax:
+            return 0, 0
+        return 0, n
+    t0 = (0.0 - base) / c
+    t1 = (umax - base) / c
+    lo = min(t0, t1)
+    hi = max(t0, t1)
+    c0 = max(0, int(math.ceil(lo - 1e-6)))
+    c1 = min(n, int(math.floor(hi + 1e-6)) + 1)
+    return c0, max(c0, c1)
 
+
+@numba.njit(fastmath=True, cache=True)
+def _backproject_row(qp, cos_t, sin_t, y, center, half, umax, acc):
+    # one image row; kept out of the prange body (numba's parfor pass mis-handled this loop nest)
+    n = acc.shape[0]
+    for a in range(qp.shape[0]):
+        c = cos_t[a]
+        base = y * sin_t[a] + center - half * c
+        c0, c1 = _valid_columns(base, c, umax, n)
+        qa = qp[a]
+        cf = np.float32(c)
+        bf = np.float32(base)
+        for col in range(c0, c1):
+            u = bf + col * cf
+            u = min(max(u, np.float32(0.0)), np.float32(umax))
+            i0 = int(u)
+            f = u - i0
+            acc[col] += qa[i0] + f * (qa[i0 + 1] - qa[i0])
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def backproject_linear(qp, cos_t, sin_t, center, n, scale, out):
+    """Back-project filtered projections into ``out`` (n, n), float32.
+
+    ``qp`` is (n_angles, width + 1) float32: the filtered projections plus one zero column
+    on the right, so that ``u = width - 1`` interpolates without a branch.
     ``out[row, col] = scale * sum_a q_a(x cos_a + y sin_a + center)`` with linear interpolation
     between detector columns; samples outside ``[0, width - 1]`` count as zero.
     """
-    n_angles, width = q.shape
+    umax = qp.shape[1] - 2
     half = (n - 1) * 0.5
-    umax = width - 1
-    # one zero column on the right: u = width - 1 interpolates without a branch
-    qp = np.zeros((n_angles, width + 1), dtype=np.float32)
-    qp[:, :width] = q
     for row in numba.prange(n):
-        y = row - half
         acc = np.zeros(n, dtype=np.float32)
-        for a in range(n_angles):
-            c = cos_t[a]
-            base = y * sin_t[a] + center - half * c
-            # columns whose u = base + col * c lies in [0, umax], found once per (row, angle)
-            if abs(c) < 1e-12:
-                if base < 0.0 or base > umax:
-                    continue
-                c0 = 0
-                c1 = n
-            else:
-                lo = (0.0 - base) / c
-                hi = (umax - base) / c
-                if lo > hi:
-                    lo, hi = hi, lo
-                c0 = max(0, int(math.ceil(lo - 1e-6)))
-                c1 = min(n, int(math.floor(hi + 1e-6)) + 1)
-            qa = qp[a]
-            cf = np.float32(c)
-            bf = np.float32(base)
-            for col in range(c0, c1):
-                u = bf + col * cf
-                u = min(max(u, np.float32(0.0)), np.float32(umax))
-                i0 = int(u)
-                f = u - i0
-                acc[col] += qa[i0] + f * (qa[i0 + 1] - qa[i0])
+        _backproject_row(qp, cos_t, sin_t, row - half, center, half, umax, acc)
         for col in range(n):
             out[row, col] = acc[col] * scale
     return out

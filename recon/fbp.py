@@ -18,7 +18,10 @@ def _filtered_cpu(sino: np.ndarray, filter_name: str, n_pad: int) -> np.ndarray:
     resp = filter_response(filter_name, n_pad)
     spec = scipy.fft.rfft(sino, n=n_pad, axis=-1, workers=-1)
     spec *= resp
-    return scipy.fft.irfft(spec, n=n_pad, axis=-1, workers=-1)[..., :width].astype(np.float32)
+    q = scipy.fft.irfft(spec, n=n_pad, axis=-1, workers=-1)
+    out = np.zeros(q.shape[:-1] + (width + 1,), np.float32)  # one zero column for the kernel
+    out[..., :width] = q[..., :width]
+    return out
 
 
 def fbp_cpu(sinos: np.ndarray, theta_rad: np.ndarray, centers: np.ndarray, n: int, filter_name: str) -> np.ndarray:
