@@ -132,7 +132,11 @@ def _finish(args, store: Path, labels, voxel_size_um, phases, axis, info_interfa
     maps = segment.layer_maps(labels, voxel_size_um=voxel_size_um, li_label=li, axis=axis,
                               interfaces_px=info_interfaces, mask=footprint, coulometric_mah_cm2=args.capacity,
                               level=None if args.level == "none" else args.level)
-    segment.write_maps(str(store / "maps"), maps, provenance={"command": " ".join(sys.argv[1:]) or "anodescope"})
+    import zarr
+
+    root = zarr.open_group(str(store), mode="a")  # same zarr format as the volume
+    segment.write_maps(root.require_group("maps"), maps,
+                       provenance={"command": " ".join(sys.argv[1:]) or "anodescope"})
     out = _out_dir(store, args.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = dict(maps.metrics)

@@ -594,6 +594,14 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
             raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
         profile = sm[:, fp].mean(axis=1)
         levels = _initial_levels(profile, n, li_idx)
+        if li_idx is not None and li_class is None:
+            # the mean profile must dip below the neighbouring layers where lithium is
+            noise0 = _lateral_noise(host)
+            nb = [levels[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n]
+            if min(nb) - levels[li_idx] < min_contrast * noise0:
+                raise InputError(
+                    f"no lithium found: the mean profile along axis {axis} shows no layer darker than "
+                    f"its neighbours (contrast {min(nb) - levels[li_idx]:.3g} < {min_contrast} x noise {noise0:.3g})")
 
         def check(levels):
             if li_idx is None or li_class is not None:
@@ -617,6 +625,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                 break
         _check_bands(cuts, fp, phases, li_idx, axis)
         final = _band_core_medians(sm, cuts, fp, n)
+        thin = _band_core_medians(sm, cuts, fp, n, margin=0)  # for layers too thin to have a core
+        final = np.where(np.isfinite(final), final, thin)
         if li_idx is not None and li_class is None:
             noise = _lateral_noise(host)
             nb = [final[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n and np.isfinite(final[k])]
