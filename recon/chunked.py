@@ -602,8 +602,7 @@ def reconstruct_to_zarr(
         return out
 
     # -- hash the input in the background while the slabs run
-    hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    sha_future = hasher.submit(_omezarr.sha256_of, in_path) if in_path is not None else None
+    sha_future = _background(_omezarr.sha256_of, in_path) if in_path is not None else None
 
     max_workers = num_workers or (2 if resolved_device == "gpu" else min(4, os.cpu_count() or 1))
     stem = out.with_suffix("") if out.suffix == ".zarr" else out
@@ -630,6 +629,18 @@ def reconstruct_to_zarr(
         ext = geometry.get("extended")
         job = _replace(job, center=float(old_attrs["center"]), extended=ext)
         plan = _plan_from_attrs(run["plan"])
+        # the slabs stay as recorded (markers refer to them); how many run at once follows
+        # this call's memory limit
+        refit = plan_chunks(
+            row_start=plan.row_start,
+            row_stop=plan.row_stop,
+            bytes_per_row=plan.bytes_per_row,
+            memory_limit=limit,
+            halo=plan.halo,
+            max_workers=max_workers,
+            rows_per_chunk=plan.rows_per_chunk,
+        )
+        plan = _replace_plan(plan, chunks_in_flight=refit.chunks_in_flight, memory_limit=limit)
         job = _replace(job, plan=plan)
         center_info = old_attrs.get("center_info", {})
     else:
@@ -717,7 +728,6 @@ def reconstruct_to_zarr(
         units="attenuation per pixel",
     )
     sha = sha_future.result() if sha_future is not None else {"sha256": None, "sha256_of": "in-memory input"}
-    hasher.shutdown()
     attrs = _omezarr.read_attrs(out)
     run = attrs["anodescope_run"]
     run["status"] = "complete"
@@ -740,6 +750,20 @@ def reconstruct_to_zarr(
     return out
 
 
+def _background(func, *args) -> concurrent.futures.Future:
+    """Run ``func(*args)`` in a daemon thread (an interrupted run exits without waiting)."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def target():
+        try:
+            future.set_result(func(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller via the future
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="anodescope-sha256", daemon=True).start()
+    return future
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -758,6 +782,12 @@ def _iso(epoch: float) -> str:
     import datetime as _dt
 
     return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _replace_plan(plan, **changes):
+    from dataclasses import replace
+
+    return replace(plan, **changes)
 
 
 def _plan_from_attrs(d: dict):

@@ -476,3 +476,23 @@ def test_each_row_read_once(tmp_path, scan, needs_recon):
     reads = [r for rng in log for r in rng]
     # every row once for its slab, plus the middle row once more for the geometry pass
     assert sorted(reads) == sorted(list(range(N_ROWS)) + [(N_ROWS - 1) // 2])
+
+
+def test_distributed_client(tmp_path, scan, needs_recon):
+    """With a dask.distributed client active, the slabs run on its workers."""
+    distributed = pytest.importorskip("distributed")
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=None) as client:
+        out = reconstruct_to_zarr(scan, tmp_path / "d.zarr", center=CENTER, rows_per_chunk=3,
+                                  progress=False, device="cpu")
+        assert any(key.startswith("slab-") for key in _task_keys(client))
+    ref = in_memory_volume(scan, CENTER)
+    np.testing.assert_allclose(open_volume(out)[0].compute(), ref, atol=1e-5 * np.abs(ref).max())
+
+
+def _task_keys(client):
+    """Keys of the tasks the scheduler has run (from its task-stream log)."""
+    log = client.run_on_scheduler(lambda dask_scheduler: [str(t[0]) for t in dask_scheduler.transition_log])
+    return log
