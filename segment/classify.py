@@ -571,6 +571,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         if refine:
             # sub-voxel interfaces from the intensity profile, with levels from the classified layers
             host = vol.compute() if isinstance(vol, da.Array) else vol
+            device = resolve_device(device, host)
+            host = np.asarray(to_device(host, "cpu"))
             sm = _lateral_smooth(host, smooth_px, device)
             levels = _band_core_medians(sm, cuts, fp, n)
             if np.all(np.isfinite(levels)):
@@ -585,6 +587,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         if method not in THRESHOLD_METHODS:
             raise InputError(f"method must be one of {THRESHOLD_METHODS} or a PixelClassifier, got {method!r}")
         host = vol.compute() if isinstance(vol, da.Array) else vol
+        device = resolve_device(device, host)  # a CuPy input keeps the smoothing on the GPU
+        host = np.asarray(to_device(host, "cpu"))
         sm = _lateral_smooth(host, smooth_px, device)
         t = threshold_values(sm, method=method, classes=n)
         classes = np.searchsorted(t.astype(sm.dtype), sm, side="right").astype(np.uint8)
