@@ -50,7 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("input", help="frames: .bin stream or .h5/.hdf5 with raw_frames")
     p.add_argument("-o", "--output", required=True, help="output cube: DIR.zarr or FILE.h5")
     p.add_argument("--dark", type=_number_or_path, default=None,
-                   help="per-pixel offset in ADU: a number or a one-value-per-line file")
+                   help="per-pixel offset in ADU: a number, a one-value-per-line file, or "
+                   "'auto' (per-pixel median of the first frames)")
     p.add_argument("--threshold", type=_number_or_path, default=None,
                    help="event threshold in ADU after dark subtraction: a number or a file")
     p.add_argument("--gradients", default=None, help="per-pixel gradients file (keV/ADU)")

@@ -229,6 +229,19 @@ def test_threshold_and_calibration_files(tmp_path, sim):
     np.testing.assert_array_equal(a.counts, b.counts)
 
 
+def test_dark_auto_is_the_per_pixel_median():
+    rng = np.random.default_rng(3)
+    dark = rng.uniform(80, 120, SHAPE)
+    frames, _ = sparse_frames(400, occupancy=0.01, dark_adu=dark, noise_adu=3.0, seed=12)
+    cube = compton.process_frames(frames, dark="auto", threshold=20, bin_width_kev=8,
+                                  e_max_kev=4000, device="cpu", chunk_frames=300)
+    med = np.median(frames[:300], axis=0)  # the first chunk
+    assert np.max(np.abs(med - dark)) < 1.5  # the median recovers the simulated offset
+    ref = compton.process_frames(frames, dark=med, threshold=20, bin_width_kev=8, e_max_kev=4000,
+                                 device="cpu")
+    np.testing.assert_array_equal(cube.counts, ref.counts)
+
+
 def test_larger_multi_module_frames():
     frames, _ = sparse_frames(20, shape=(160, 80), occupancy=0.02, seed=5)
     cube = compton.process_frames(frames, dark=100, threshold=20, charge_sharing="add",
