@@ -25,14 +25,14 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import _omezarr
-from ._backend import resolve_device, to_device
+from ._backend import resolve_device
 from ._chunk_plan import paganin_halo, parse_memory, plan_chunks, row_bytes
+from ._chunk_tasks import ZINGER_HALO, _execute, _find_geometry, _Job, _replace, _with_context
 from ._errors import InputError
 
 __all__ = ["reconstruct_to_zarr", "open_volume"]
@@ -43,31 +43,6 @@ RINGS = (None, "sorting", "all", "fw")
 FLAT_METHODS = ("mean", "median")
 #: values are line integrals per detector pixel (see docs/architecture.md)
 UNITS = "attenuation per pixel (line integral in detector-pixel units; divide by voxel_size_um for 1/um)"
-#: rows of halo for the 3 x 3 zinger median window (1 needed, 1 spare)
-ZINGER_HALO = 2
-ZINGER_SIZE = 3
-
-
-# ----------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class _Job:
-    """Everything one slab task needs (picklable, for dask.distributed)."""
-
-    proj: object
-    out: str
-    source: str
-    plan: object
-    theta_rad: np.ndarray
-    center: float
-    algorithm: str
-    filter_name: str
-    rings: str | None
-    zingers: bool
-    phase: dict | None
-    flat_method: str
-    device: str
-    extended: dict | None = None
-    hook: object = field(default=None, compare=False)
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -119,6 +94,9 @@ def _resolve_rows(rows, n_rows: int, source: str) -> tuple[int, int]:
         start, stop = rows
     except (TypeError, ValueError):
         raise InputError(f"rows must be (start, stop) or 'START:STOP', got {rows!r}") from None
+    for value in (start, stop):
+        if value is not None and not -n_rows <= value <= n_rows:
+            raise InputError(f"rows {rows!r} lie outside the {n_rows} detector rows of {source}")
     start, stop, _ = slice(start, stop).indices(n_rows)
     if stop <= start:
         raise InputError(f"rows {rows!r} select no detector rows of {source} (it has {n_rows} rows)")
@@ -192,236 +170,6 @@ def _input_identity(path: Path | None, label: str, proj) -> dict:
 def _jsonable(obj):
     return json.loads(json.dumps(obj, default=float))
 
-
-# ----------------------------------------------------------------------------- one slab
-def _load_rows(proj, read0: int, read1: int):
-    """Read rows ``[read0, read1)`` of data, flats and darks into NumPy arrays."""
-    import dask
-
-    parts = [proj.data[:, read0:read1], proj.flats[:, read0:read1]]
-    has_darks = proj.darks is not None
-    if has_darks:
-        parts.append(proj.darks[:, read0:read1])
-    # each slab task is already one unit of parallel work: read synchronously inside it
-    arrays = dask.compute(*parts, scheduler="synchronous")
-    return arrays[0], arrays[1], arrays[2] if has_darks else None
-
-
-def _sinograms(job: _Job, row0: int, row1: int, *, overlap_only: bool = False):
-    """Processed sinograms ``(n_angles, row1 - row0, width)`` and their angles (radians).
-
-    With ``overlap_only`` the 360-to-180 conversion is skipped (used to find the overlap).
-    """
-    from .prep import minus_log, normalize
-
-    n_rows = job.proj.data.shape[1]
-    halo = job.plan.halo
-    read0, read1 = max(0, row0 - halo), min(n_rows, row1 + halo)
-    data, flats, darks = _load_rows(job.proj, read0, read1)
-    if job.device == "gpu":
-        data, flats = to_device(data, "gpu"), to_device(flats, "gpu")
-        darks = None if darks is None else to_device(darks, "gpu")
-    t = normalize(data, flats, darks, method=job.flat_method)
-    del data, flats, darks
-    if job.zingers:
-        from .prep import remove_zingers
-
-        t = remove_zingers(t, size=ZINGER_SIZE)
-    if job.phase is not None:
-        from ._backend import array_module
-        from .phase import paganin_filter
-
-        # at the detector's top and bottom edges, replicate edge rows up to the full halo so
-        # that every slab sees the same surroundings as the whole detector would
-        top, bottom = halo - (row0 - read0), halo - (read1 - row1)
-        if top > 0 or bottom > 0:
-            xp = array_module(t)
-            t = xp.pad(t, ((0, 0), (max(top, 0), max(bottom, 0)), (0, 0)), mode="edge")
-            read0 -= max(top, 0)
-        t = paganin_filter(
-            t,
-            pixel_size_um=job.phase["pixel_size_um"],
-            distance_mm=job.phase["distance_mm"],
-            energy_kev=job.phase["energy_kev"],
-            delta_beta=job.phase["delta_beta"],
-        )
-    t = t[:, row0 - read0 : row1 - read0]
-    sino = minus_log(t)
-    del t
-    theta = job.theta_rad
-    if job.extended is not None and not overlap_only:
-        from .extended import sino_360_to_180
-
-        sino, theta, _ = sino_360_to_180(
-            sino, theta, overlap=job.extended["overlap"], side=job.extended["side"]
-        )
-    if job.rings is not None and not overlap_only:
-        from . import stripes
-
-        remover = {
-            "sorting": stripes.remove_stripes_sorting,
-            "all": stripes.remove_all_stripes,
-            "fw": stripes.remove_stripes_fw,
-        }[job.rings]
-        sino = remover(sino)
-    return sino, np.asarray(theta, dtype=np.float64)
-
-
-def _reconstruct_rows(job: _Job, row0: int, row1: int) -> np.ndarray:
-    from .algorithms import reconstruct
-
-    sino, theta = _sinograms(job, row0, row1)
-    vol = reconstruct(
-        sino,
-        theta,
-        job.center,
-        algorithm=job.algorithm,
-        filter_name=job.filter_name,
-        device=job.device,
-    )
-    return np.asarray(to_device(vol, "cpu"), dtype=np.float32)
-
-
-def _with_context(exc: InputError, job: _Job, row0: int, row1: int) -> InputError:
-    msg = str(exc)
-    if job.source in msg:
-        return exc
-    return InputError(f"{job.source}: detector rows {row0}:{row1}: {msg}")
-
-
-class _Opaque:
-    """Hides a job from ``dask.delayed``, which would otherwise compute the lazy dask arrays
-    inside it (whole scan in memory) before the task runs."""
-
-    __slots__ = ("job",)
-
-    def __init__(self, job: _Job):
-        self.job = job
-
-
-def _run_chunk(job: _Job | _Opaque, index: int) -> int:
-    """Reconstruct slab ``index``, write it into level 0, then record it as finished."""
-    import zarr
-
-    if isinstance(job, _Opaque):
-        job = job.job
-
-    row0, row1 = job.plan.bounds(index)
-    try:
-        vol = _reconstruct_rows(job, row0, row1)
-    except InputError as exc:
-        raise _with_context(exc, job, row0, row1) from exc
-    z0 = row0 - job.plan.row_start
-    array = zarr.open_array(str(Path(job.out) / "0"), mode="r+", zarr_format=2)
-    array[z0 : z0 + vol.shape[0]] = vol
-    del vol
-    _omezarr.mark_done(_omezarr.chunk_marker(job.out, index), rows=[row0, row1])
-    if job.hook is not None:
-        job.hook(index)
-    return index
-
-
-# ----------------------------------------------------------------------------- execution
-def _distributed_client():
-    try:
-        from distributed import default_client
-    except ImportError:
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-def _execute(job: _Job, todo: list[int], *, workers: int, bar) -> None:
-    """Run the slab tasks with Dask; the bar advances as slabs finish."""
-    import dask
-
-    if not todo:
-        return
-    boxed = _Opaque(job)
-    tasks = [dask.delayed(_run_chunk, pure=False)(boxed, i, dask_key_name=f"slab-{i}") for i in todo]
-    client = _distributed_client()
-    if client is not None:
-        from distributed import as_completed
-
-        for fut in as_completed(client.compute(tasks)):
-            fut.result()
-            bar.update(1)
-        return
-
-    from dask.callbacks import Callback
-
-    lock = threading.Lock()
-
-    class _Bar(Callback):
-        def _posttask(self, key, result, dsk, state, worker_id):
-            with lock:
-                bar.update(1)
-
-    with _Bar():
-        dask.compute(*tasks, scheduler="threads", num_workers=workers)
-
-
-def _find_geometry(job: _Job, mid_row: int, *, center, extended: bool, out_stem: Path):
-    """Overlap (360 scans) and centre from one middle row; returns (job, center, info)."""
-    info: dict = {}
-    sino360 = None
-    if extended:
-        from .extended import find_overlap_360
-
-        sino, theta = _sinograms(job, mid_row, mid_row + 1, overlap_only=True)
-        sino360 = np.asarray(to_device(sino[:, 0], "cpu"), dtype=np.float32)
-        found = find_overlap_360(sino360, theta)
-        overlap, side = found[0], found[1]
-        job = _replace(job, extended={"overlap": float(overlap), "side": _side(side)})
-        info["overlap_360"] = {"overlap_pixels": float(overlap), "side": _side(side)}
-    sino, theta = _sinograms(job, mid_row, mid_row + 1)
-    sino2d = np.asarray(to_device(sino[:, 0], "cpu"), dtype=np.float32)
-    if center == "auto":
-        if extended:
-            from .extended import sino_360_to_180
-
-            _, _, center_value = sino_360_to_180(
-                sino360, job.theta_rad, overlap=job.extended["overlap"], side=job.extended["side"]
-            )
-            center_value = float(center_value)
-            info["center_method"] = "360-to-180 stitching"
-        else:
-            from .center import find_center
-
-            center_value = float(find_center(sino2d, theta))
-            info["center_method"] = "find_center(method='auto') on the middle row"
-        from .center import center_quicklook
-
-        png = Path(f"{out_stem}_center.png")
-        centers = np.clip(center_value + np.arange(-4, 5, 2, dtype=np.float64), 0, sino2d.shape[1] - 1)
-        center_quicklook(sino2d, theta, centers, png, algorithm=job.algorithm)
-        info["center_png"] = str(png)
-    else:
-        center_value = float(center)
-        info["center_method"] = "given"
-    info["center_row"] = int(mid_row)
-    job = _replace(job, center=center_value)
-    # the middle slice through the whole chain gives the reconstructed width
-    from .algorithms import reconstruct
-
-    width = reconstruct(
-        sino, theta, center_value, algorithm=job.algorithm, filter_name=job.filter_name, device=job.device
-    ).shape[-1]
-    return job, center_value, width, info
-
-
-def _side(side):
-    if isinstance(side, (np.integer, np.floating)):
-        return side.item()
-    return side
-
-
-def _replace(job: _Job, **changes) -> _Job:
-    from dataclasses import replace
-
-    return replace(job, **changes)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -333,6 +333,7 @@ def test_refuses_foreign_outputs(tmp_path, scan):
         ({"rings": "yes"}, "rings"),
         ({"rows": (5, 5)}, "rows"),
         ({"rows": "a:b"}, "rows"),
+        ({"rows": (0, 99)}, "outside the 10 detector rows"),
         ({"memory_limit": "much"}, "memory_limit"),
         ({"center": "middle"}, "center"),
         ({"phase": {"distance_mm": 100}}, "delta_beta"),
