@@ -310,7 +310,7 @@ def save_figures(maps: LayerMaps, out_dir, *, prefix: str = "") -> list[Path]:
     plt.close(fig)
     paths.append(p)
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for ax, name, title in ((axes[0], "topology_bottom_um", "collector | Li interface"),
                             (axes[1], "topology_top_um", "Li | electrolyte interface")):
         z = getattr(maps, name)
