@@ -345,15 +345,20 @@ def reconstruct_to_zarr(
     fingerprint = _jsonable(
         {"input": _input_identity(in_path, label, proj), "parameters": parameters}
     )
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: the output folder {out.parent} does not exist")
+    stem = out.with_suffix("") if out.suffix == ".zarr" else out
     state, old_attrs = _existing_state(out, fingerprint, overwrite=overwrite)
     if state == "complete":
         return out
+    if state == "new":  # quick-looks of an earlier, replaced output would be stale
+        for suffix in ("_slice.png", "_center.png"):
+            Path(f"{stem}{suffix}").unlink(missing_ok=True)
 
     # -- hash the input in the background while the slabs run
     sha_future = _background(_omezarr.sha256_of, in_path) if in_path is not None else None
 
     max_workers = num_workers or (2 if resolved_device == "gpu" else min(4, os.cpu_count() or 1))
-    stem = out.with_suffix("") if out.suffix == ".zarr" else out
     job = _Job(
         proj=proj,
         out=str(out),

@@ -349,6 +349,13 @@ def test_bad_parameters(tmp_path, scan, kwargs, match):
     assert not (tmp_path / "bad.zarr").exists()
 
 
+def test_missing_output_folder(tmp_path, scan):
+    from recon.chunked import reconstruct_to_zarr
+
+    with pytest.raises(InputError, match="output folder .*nowhere does not exist"):
+        reconstruct_to_zarr(scan, tmp_path / "nowhere" / "v.zarr", center=CENTER, progress=False)
+
+
 def test_open_volume_errors(tmp_path):
     from recon.chunked import open_volume
 
