@@ -218,3 +218,12 @@ def test_mirror_boundary_quarter_disk_in_a_corner():
     periodic = current_distribution(act, 1.0, 40.0 * n)
     # without the mirror, the periodic images of the quarter disk sit at the far corners
     assert not np.allclose(periodic.current_rel, res.current_rel, rtol=1e-3)
+
+
+def test_gpu_request_without_gpu_is_a_user_error():
+    from segment._backend import gpu_available
+
+    if gpu_available():
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(InputError, match="gpu"):
+        current_distribution(np.ones((8, 8), bool), 1.0, 10.0, device="gpu")
