@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(got)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = info["host"] + ("-quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps({"machine": info, "results": rows}, indent=2))
+    target = args.out / f"{stem}.json"
+    if args.topics and target.exists():  # a partial run keeps the other topics' rows
+        ran = {row.get("benchmark") for row in rows}
+        kept = [r for r in json.loads(target.read_text()).get("results", []) if r.get("benchmark") not in ran]
+        rows = kept + rows
+    target.write_text(json.dumps({"machine": info, "results": rows}, indent=2))
     (args.out / f"{stem}.md").write_text(to_markdown(info, rows))
     print(f"wrote {args.out / (stem + '.json')} and .md")
     return 0
