@@ -159,10 +159,14 @@ def _is_360(theta: np.ndarray, extended) -> bool:
 
 
 def _input_identity(path: Path | None, label: str, proj) -> dict:
-    """Cheap identity of the input for the resume check (no hashing)."""
+    """Identity of the input for the resume check: a file's path, size and mtime, or for
+    projections in memory their shape and Dask token (content-based for NumPy arrays)."""
     if path is None:
+        from dask.base import tokenize
+
         shape = [int(s) for s in proj.data.shape]
-        return {"path": label, "shape": shape}
+        token = tokenize(proj.data, proj.flats, proj.darks, np.asarray(proj.theta_rad))
+        return {"path": label, "shape": shape, "token": token}
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 

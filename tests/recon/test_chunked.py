@@ -312,6 +312,15 @@ def test_refuses_different_parameters(tmp_path, scan, needs_recon):
     assert attrs["parameters"]["filter_name"] == "hann"
 
 
+def test_refuses_other_input(tmp_path, scan, needs_recon):
+    from recon.chunked import reconstruct_to_zarr
+
+    out = reconstruct_to_zarr(scan, tmp_path / "i.zarr", center=CENTER, progress=False, device="cpu")
+    other = disc_scan(seed=1)  # same shape, other noise
+    with pytest.raises(InputError, match=r"i\.zarr.*\(input\).*--overwrite"):
+        reconstruct_to_zarr(other, out, center=CENTER, progress=False, device="cpu")
+
+
 def test_refuses_foreign_outputs(tmp_path, scan):
     from recon.chunked import reconstruct_to_zarr
 
