@@ -44,8 +44,6 @@ class _Job:
     hook: object = field(default=None, compare=False)
 
 
-
-
 # ----------------------------------------------------------------------------- one slab
 def _load_rows(proj, read0: int, read1: int):
     """Read rows ``[read0, read1)`` of data, flats and darks into NumPy arrays."""
