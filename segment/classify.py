@@ -455,15 +455,21 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                    min_size_px: int = 27, device: str = "auto", chunks=None, return_info: bool = False):
     """Label the layers of a stacked cell, numbered 1..n in the order of ``phases`` (0 = unassigned).
 
-    Automatic methods: the volume is smoothed across the layers (``smooth_px``), the
-    threshold method (multi-Otsu or k-means) separates the cell from the surrounding air
-    (footprint) and gives the voxel classes used to mark inclusions; the phase levels start
-    from the best ordered piecewise-constant fit of the mean profile along ``axis`` and are
-    refined by an ordered k-means: each column is cut into bands in the order of ``phases``
-    (least-squares change points), the phase levels are re-estimated from the band cores, and
-    so on. The lithium phase must come out as the darkest level; otherwise the phase order does
-    not match the data. With a :class:`PixelClassifier` the columns are cut into the ordered
-    bands that agree with the most predicted voxels.
+    Automatic methods ("multiotsu", "kmeans"): the threshold classes of the volume smoothed
+    across the layers (``smooth_px``) give the cell footprint (columns brighter than the
+    surrounding air). The phase levels come from the mean profile along ``axis`` (end layers
+    from the end slices, lithium at the profile minimum, as the darkest solid). Each column is
+    then cut into bands in the order of ``phases`` by an ordered least-squares change-point fit,
+    and every interface is re-placed at the first persistent crossing of the mid level between
+    its two phases, with sub-voxel interpolation, on a copy smoothed across the layers just as
+    much as its noise-to-contrast ratio needs (up to ``max_smooth_px``). Voxels far from their
+    layer's level form inclusions (pores, particles) that become 0. With a
+    :class:`PixelClassifier` the columns are cut into the ordered bands that agree with the most
+    predicted voxels, then refined the same way with levels measured in those bands.
+
+    The phase order is checked against the data: lithium must be the darkest layer (or the
+    rank ``li_class``), every layer below the top one must exist, and no layer may mix phases
+    (its intensity spread is compared with the most uniform layer's).
 
     Parameters
     ----------
@@ -478,8 +484,9 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         Automatic thresholds or a trained classifier whose ``class_names`` include the phase
         names (its other classes, e.g. "pore", become 0).
     li_class : int, optional
-        Rank (0 = darkest) of the lithium level among the phase levels, overriding the rule
-        that lithium is the darkest phase.
+        Index (0 = darkest) of the lithium class among the automatic intensity classes, for
+        cells where lithium is not the darkest layer; its mean starts the lithium level, which
+        must keep that rank. The default rule is the darkest (0).
     mask : ndarray of bool, (y, x) or (z, y, x), optional
         Cell footprint (columns, in the plane of the layers); found automatically when omitted.
     smooth_px, max_smooth_px : float
@@ -506,7 +513,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         Chunk shape for the classifier's block-wise prediction.
     return_info : bool
         Also return a dict: thresholds, phase levels, cut positions ``cuts`` (n-1, y, x) in
-        voxels along ``axis`` (band k spans [cut_{k-1}, cut_k)), footprint, smoothed volume.
+        voxels along ``axis`` (band k spans [cut_{k-1}, cut_k)), sub-voxel ``interfaces_px``
+        (n-1, y, x; voxel i spans [i, i+1)), the ``footprint`` (y, x) and the smoothed volume.
 
     Returns
     -------
@@ -597,8 +605,19 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         if fp.sum() == 0:
             raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
         profile = sm[:, fp].mean(axis=1)
-        levels = _initial_levels(profile, n, li_idx)
-        if li_idx is not None and li_class is None:
+        if li_class is not None:
+            if li_idx is None:
+                raise InputError(f"li_class given but no 'li' phase in {phases}")
+            if not 0 <= int(li_class) < n:
+                raise InputError(f"li_class must be in 0..{n - 1}, got {li_class!r}")
+        rule_rank = 0 if li_class is None else int(li_class)
+        levels = _initial_levels(profile, n, li_idx if rule_rank == 0 else None)
+        if li_class is not None:  # the user names the lithium intensity class: start from its mean
+            in_class = (classes == int(li_class)) & fp[None]
+            if not in_class.any():
+                raise InputError(f"intensity class {li_class} (0 = darkest of {n}) is empty inside the cell")
+            levels[li_idx] = float(sm[in_class].mean())
+        if li_idx is not None and rule_rank == 0:
             # the mean profile must dip below the neighbouring layers where lithium is
             noise0 = _lateral_noise(host)
             nb = [levels[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n]
@@ -608,15 +627,15 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                     f"its neighbours (contrast {min(nb) - levels[li_idx]:.3g} < {min_contrast} x noise {noise0:.3g})")
 
         def check(levels):
-            if li_idx is None or li_class is not None:
+            if li_idx is None:
                 return
             rank = int(np.argsort(np.argsort(levels))[li_idx])
-            if rank != 0:
+            if rank != rule_rank:
                 darkest = int(np.argmin(levels))
                 raise InputError(
                     f"phase order {','.join(phases)} does not match the data along axis {axis}: the darkest "
                     f"layer is layer {darkest + 1} of {n} ('{phases[darkest]}'), but lithium "
-                    f"('{phases[li_idx]}') must be the darkest phase")
+                    f"('{phases[li_idx]}') must have intensity rank {rule_rank} (0 = darkest)")
 
         sm_cache = {}
         cuts = optimal_bands_levels(np.where(fp[None], sm, 0.0), levels)
@@ -631,7 +650,7 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         final = _band_core_medians(sm, cuts, fp, n)
         thin = _band_core_medians(sm, cuts, fp, n, margin=0)  # for layers too thin to have a core
         final = np.where(np.isfinite(final), final, thin)
-        if li_idx is not None and li_class is None:
+        if li_idx is not None and rule_rank == 0:
             noise = _lateral_noise(host)
             nb = [final[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n and np.isfinite(final[k])]
             if nb and min(nb) - final[li_idx] < min_contrast * noise and final[li_idx] <= min(nb) + min_contrast * noise:
@@ -653,11 +672,6 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         info["interface_smooth_px"] = sig
         info["interfaces_px"] = sub
         labels = bands_to_labels(cuts, sm.shape[0])
-        if li_class is not None:
-            if li_idx is None:
-                raise InputError(f"li_class given but no 'li' phase in {phases}")
-            if not 0 <= int(li_class) < n:
-                raise InputError(f"li_class must be in 0..{n - 1}, got {li_class!r}")
         # inclusions: voxels of the (unsmoothed) volume closer to another level than to their
         # layer's by a clear margin, away from the interfaces (partial volume)
         hv = np.asarray(to_device(host, "cpu"), np.float32)

@@ -215,3 +215,14 @@ def test_gpu_segmentation_matches_cpu():
     cpu = segment_layers(v, mask=mask, device="cpu")
     gpu = segment_layers(cp.asarray(v), mask=mask, device="gpu")
     assert np.mean(np.asarray(gpu) == cpu) > 0.999
+
+
+def test_li_class_rank_for_a_lithium_layer_that_is_not_the_darkest():
+    v, top = layered_volume(noise=0.1)
+    v = np.where(v > 5, v - 7.5, v).astype(np.float32)  # electrolyte now darker (0.5) than Li (1.0)
+    mask = np.ones(v.shape[1:], bool)
+    with pytest.raises(InputError, match="does not match the data|no layer darker"):
+        segment_layers(v, mask=mask)
+    lab, info = segment_layers(v, mask=mask, li_class=1, return_info=True)
+    np.testing.assert_array_equal(info["cuts"][0], 6)
+    assert np.mean(info["cuts"][1] == top) > 0.95
