@@ -29,12 +29,13 @@ def _valid_columns(base, c, umax, n):
 
 
 @numba.njit(fastmath=True, cache=True)
-def _backproject_row(qp, cos_t, sin_t, y, center, half, umax, acc):
+def _backproject_row(qp, cos_t, sin_t, y, center, half, acc):
     # one image row; kept out of the prange body (numba's parfor pass mis-handled this loop nest)
     n = acc.shape[0]
+    umax = qp.shape[1] - 1  # padded index of the right zero column
     for a in range(qp.shape[0]):
         c = cos_t[a]
-        base = y * sin_t[a] + center - half * c
+        base = y * sin_t[a] + center + 1.0 - half * c  # +1: index in the padded row
         c0, c1 = _valid_columns(base, c, umax, n)
         qa = qp[a]
         cf = np.float32(c)
@@ -42,7 +43,7 @@ def _backproject_row(qp, cos_t, sin_t, y, center, half, umax, acc):
         for col in range(c0, c1):
             u = bf + col * cf
             u = min(max(u, np.float32(0.0)), np.float32(umax))
-            i0 = int(u)
+            i0 = min(int(u), umax - 1)
             f = u - i0
             acc[col] += qa[i0] + f * (qa[i0 + 1] - qa[i0])
 
@@ -51,16 +52,16 @@ def _backproject_row(qp, cos_t, sin_t, y, center, half, umax, acc):
 def backproject_linear(qp, cos_t, sin_t, center, n, scale, out):
     """Back-project filtered projections into ``out`` (n, n), float32.
 
-    ``qp`` is (n_angles, width + 1) float32: the filtered projections plus one zero column
-    on the right, so that ``u = width - 1`` interpolates without a branch.
+    ``qp`` is (n_angles, width + 2) float32: the filtered projections with one zero column on
+    each side, so that a projection falls linearly to zero over the pixel beyond each detector
+    end (continuous, hence insensitive to rounding at the ends).
     ``out[row, col] = scale * sum_a q_a(x cos_a + y sin_a + center)`` with linear interpolation
-    between detector columns; samples outside ``[0, width - 1]`` count as zero.
+    between detector columns.
     """
-    umax = qp.shape[1] - 2
     half = (n - 1) * 0.5
     for row in numba.prange(n):
         acc = np.zeros(n, dtype=np.float32)
-        _backproject_row(qp, cos_t, sin_t, row - half, center, half, umax, acc)
+        _backproject_row(qp, cos_t, sin_t, row - half, center, half, acc)
         for col in range(n):
             out[row, col] = acc[col] * scale
     return out

@@ -9,26 +9,27 @@ import functools
 
 _BACKPROJECT_SRC = r"""
 extern "C" __global__
-void backproject_linear(const float* __restrict__ q, const float* __restrict__ cos_t,
-                        const float* __restrict__ sin_t, const int n_angles, const int width,
+void backproject_linear(const float* __restrict__ qp, const float* __restrict__ cos_t,
+                        const float* __restrict__ sin_t, const int n_angles, const int width_p,
                         const float center, const int n, const float scale,
                         float* __restrict__ out)
 {
+    // qp: (n_angles, width_p) with one zero column on each side of the detector
     const int col = blockIdx.x * blockDim.x + threadIdx.x;
     const int row = blockIdx.y * blockDim.y + threadIdx.y;
     if (row >= n || col >= n) return;
     const float half = 0.5f * (float)(n - 1);
     const float x = (float)col - half;
     const float y = (float)row - half;
-    const int umax = width - 1;
+    const int umax = width_p - 1;
     float acc = 0.0f;
     for (int a = 0; a < n_angles; ++a) {
-        const float u = x * cos_t[a] + y * sin_t[a] + center;
+        const float u = x * cos_t[a] + y * sin_t[a] + center + 1.0f;
         if (u >= 0.0f && u <= (float)umax) {
             int i0 = (int)u;
             if (i0 > umax - 1) i0 = umax - 1;
             const float f = u - (float)i0;
-            const float* qa = q + (size_t)a * width;
+            const float* qa = qp + (size_t)a * width_p;
             acc += qa[i0] + f * (qa[i0 + 1] - qa[i0]);
         }
     }
@@ -90,11 +91,12 @@ def _kernel(name: str):
     return cp.RawKernel(src, name, options=("--use_fast_math",))
 
 
-def backproject_gpu(q, cos_t, sin_t, center: float, n: int, scale: float):
-    """Back-project filtered projections ``q`` (CuPy float32 (n_angles, width)) -> (n, n) float32."""
+def backproject_gpu(qp, cos_t, sin_t, center: float, n: int, scale: float):
+    """Back-project ``qp`` (CuPy float32 (n_angles, width + 2): filtered projections with one zero
+    column on each side) -> (n, n) float32; ``center`` in unpadded detector pixels."""
     import cupy as cp
 
-    q = cp.ascontiguousarray(q, dtype=cp.float32)
+    q = cp.ascontiguousarray(qp, dtype=cp.float32)
     n_angles, width = q.shape
     out = cp.empty((n, n), cp.float32)
     block = (32, 8)

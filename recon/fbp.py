@@ -3,6 +3,8 @@
     f(x, y) = (pi / N_a) sum_a q_a(x cos_a + y sin_a + c),   q_a = IFFT(FFT(p_a, L) * R),
 
 with R the ramp times the chosen window (:mod:`recon._filters`) and L >= 2 max(width, n).
+q_a is interpolated linearly between detector columns and falls linearly to zero over the
+pixel beyond each end of the detector.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ def _filtered_cpu(sino: np.ndarray, filter_name: str, n_pad: int) -> np.ndarray:
     spec = scipy.fft.rfft(sino, n=n_pad, axis=-1, workers=-1)
     spec *= resp
     q = scipy.fft.irfft(spec, n=n_pad, axis=-1, workers=-1)
-    out = np.zeros(q.shape[:-1] + (width + 1,), np.float32)  # one zero column for the kernel
-    out[..., :width] = q[..., :width]
+    out = np.zeros(q.shape[:-1] + (width + 2,), np.float32)  # one zero column on each side
+    out[..., 1 : width + 1] = q[..., :width]
     return out
 
 
@@ -55,6 +57,7 @@ def fbp_gpu(sinos, theta_rad: np.ndarray, centers: np.ndarray, n: int, filter_na
     scale = np.pi / n_angles
     for i in range(n_slices):
         spec = cp.fft.rfft(sinos[i], n=n_pad, axis=-1) * resp
-        q = cp.fft.irfft(spec, n=n_pad, axis=-1)[:, :width].astype(cp.float32)
-        out[i] = backproject_gpu(q, cos_t, sin_t, float(centers[i]), n, scale)
+        qp = cp.zeros((n_angles, width + 2), cp.float32)  # one zero column on each side
+        qp[:, 1 : width + 1] = cp.fft.irfft(spec, n=n_pad, axis=-1)[:, :width]
+        out[i] = backproject_gpu(qp, cos_t, sin_t, float(centers[i]), n, scale)
     return out

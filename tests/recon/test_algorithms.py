@@ -122,8 +122,10 @@ def test_fbp_equals_plain_numpy_filter_and_interp(n):
     q = np.fft.irfft(np.fft.rfft(sino.astype(np.float64), n=L, axis=-1) * filter_response("hann", L), n=L)[:, :width]
     c = np.arange(n) - (n - 1) / 2
     y, x = np.meshgrid(c, c, indexing="ij")
+    # documented edge rule: q falls linearly to zero over the pixel beyond each detector end
+    qz = np.pad(q, ((0, 0), (1, 1)))
     ref = sum(
-        np.interp(x * np.cos(t) + y * np.sin(t) + center, np.arange(width), q[a], left=0.0, right=0.0)
+        np.interp(x * np.cos(t) + y * np.sin(t) + center, np.arange(-1, width + 1), qz[a], left=0.0, right=0.0)
         for a, t in enumerate(theta)
     ) * (np.pi / n_angles)
     assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
