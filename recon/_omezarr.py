@@ -136,8 +136,14 @@ def default_levels(shape: tuple[int, int, int], *, min_size: int = 256) -> int:
     return n
 
 
-def multiscales(n_levels: int, voxel_size_um: float, *, name: str) -> list[dict]:
-    """The NGFF 0.4 ``multiscales`` attribute for ``n_levels`` levels (axes z, y, x)."""
+def multiscales(n_levels: int, voxel_size_um: float | None, *, name: str) -> list[dict]:
+    """The NGFF 0.4 ``multiscales`` attribute for ``n_levels`` levels (axes z, y, x).
+
+    With ``voxel_size_um=None`` (pixel size unknown) the scale is 1 per voxel and the axes
+    carry no unit, rather than claiming micrometres.
+    """
+    known = voxel_size_um is not None
+    voxel_size_um = float(voxel_size_um) if known else 1.0
     datasets = []
     for k in range(n_levels):
         factor = 2**k
@@ -151,7 +157,10 @@ def multiscales(n_levels: int, voxel_size_um: float, *, name: str) -> list[dict]
         {
             "version": NGFF_VERSION,
             "name": name,
-            "axes": [{"name": ax, "type": "space", "unit": "micrometer"} for ax in "zyx"],
+            "axes": [
+                {"name": ax, "type": "space", **({"unit": "micrometer"} if known else {})}
+                for ax in "zyx"
+            ],
             "datasets": datasets,
             "type": "mean",
             "metadata": {

@@ -499,7 +499,7 @@ def reconstruct_to_zarr(
         quicklook["center_png"] = center_info["center_png"]
     _omezarr.update_attrs(
         out,
-        multiscales=_omezarr.multiscales(n_levels, pixel if pixel else 1.0, name=out.stem),
+        multiscales=_omezarr.multiscales(n_levels, pixel, name=out.stem),
         anodescope_run=run,
         provenance=provenance,
         quicklook=quicklook,
@@ -559,13 +559,14 @@ def _initial_attrs(*, parameters, fingerprint, plan, width, extended, center, ce
 
     return _jsonable(
         {
-            "multiscales": _omezarr.multiscales(1, pixel if pixel else 1.0, name="volume"),
+            "multiscales": _omezarr.multiscales(1, pixel, name="volume"),
             "units": UNITS,
             "voxel_size_um": pixel,
             "voxel_size_known": pixel is not None,
             "voxel_size_note": None
             if pixel is not None
-            else "pixel size unknown: coordinateTransformations use scale 1 (pixels, not um)",
+            else "pixel size unknown: coordinateTransformations use scale 1 (pixels) and the "
+            "axes have no unit",
             "energy_kev": energy,
             "center": center,
             "center_info": center_info,

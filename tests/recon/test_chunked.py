@@ -247,7 +247,9 @@ def test_unknown_pixel_size_uses_scale_one(tmp_path, needs_recon):
     _, attrs = open_volume(out)
     assert attrs["voxel_size_um"] is None and attrs["voxel_size_known"] is False
     assert "unknown" in attrs["voxel_size_note"]
-    assert attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0] * 3
+    (ms,) = attrs["multiscales"]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0] * 3
+    assert all("unit" not in ax for ax in ms["axes"])  # pixels, not micrometres
 
 
 # ----------------------------------------------------------------------------- resume
