@@ -110,3 +110,40 @@ def test_missing_inputs_are_user_errors(tmp_path, capsys):
     assert main(["maps", str(tmp_path / "raw.zarr"), "--quiet"]) == 2
     assert "run 'anodescope segment' first" in capsys.readouterr().err
     assert main(["segment", str(tmp_path / "raw.zarr"), "--chunks", "1,2", "--quiet"]) == 2
+
+
+def test_segment_with_a_trained_classifier_and_auto_axis(cell, tmp_path):
+    import zarr
+
+    import segment
+
+    c, vol = cell
+    den = segment.denoise(vol, median_size=3, device="cpu")
+    truth = np.where(c.labels == 0, 5, c.labels).astype(np.uint8)
+    ann = np.zeros_like(truth)
+    for y in (20, 36, 52):
+        ann[:, y] = truth[:, y]
+    clf = segment.train_classifier(den, ann, class_names=("collector", "li", "electrolyte", "pore", "background"),
+                                   n_estimators=20, n_jobs=1)
+    model = clf.save(tmp_path / "model.pkl")
+    store = _write_ngff(tmp_path / "cell.zarr", vol)
+    assert main(["segment", str(store), "--classifier", str(model), "--axis", "auto", "--quiet"]) == 0
+    root = zarr.open_group(str(store), mode="r")
+    assert root["labels"]["layers"].attrs["axis"] == 0
+    assert root["labels"]["layers"].attrs["segmentation"]["method"] == "classifier"
+    t = root["maps"]["thickness_um"][...]
+    ok = np.isfinite(c.thickness_um) & root["maps"]["mask"][...]
+    assert np.abs(t - c.thickness_um)[ok].mean() <= PX
+
+
+def test_maps_feed_the_strip_verb(cell, tmp_path):
+    """Integration: ``anodescope strip VOLUME.zarr/maps`` reads what ``segment`` wrote."""
+    pytest.importorskip("pipelines._cli_strip")
+    _, vol = cell
+    store = _write_ngff(tmp_path / "cell.zarr", vol)
+    assert main(["segment", str(store), "--quiet"]) == 0
+    out = tmp_path / "strip_out"
+    assert main(["strip", str(store / "maps"), "--out", str(out)]) == 0
+    assert (out / "stripping.json").exists()
+    summary = json.loads((out / "stripping.json").read_text())
+    assert summary["pixel_size_um"] == PX
