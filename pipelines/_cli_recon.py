@@ -137,8 +137,8 @@ def run(args) -> int:
     if before is not None and attrs_file.stat().st_mtime_ns == before:
         print(f"{out}: already complete with these parameters; nothing done (--overwrite to redo)")
     voxel = attrs.get("voxel_size_um")
-    print(f"volume: {out}  shape {tuple(volume.shape)} (z, y, x), "
-          f"voxel {voxel if voxel else 'unknown (scale 1)'} um")
+    voxel_text = f"voxel {voxel:g} um" if voxel else "voxel size unknown (scale 1 = one pixel)"
+    print(f"volume: {out}  shape {tuple(volume.shape)} (z, y, x), {voxel_text}")
     for key, label in (("slice_png", "slice quick-look"), ("center_png", "centre quick-look")):
         png = attrs.get("quicklook", {}).get(key)
         if png:
