@@ -61,6 +61,8 @@ def _centre_on_detector(sino: np.ndarray, center: float) -> np.ndarray:
 
 def _astra_slices(stack, theta, centers, n, filter_name, gpu):
     astra = _import("astra")
+    if gpu and not astra.use_cuda():
+        raise InputError("backend='astra' on the GPU needs an ASTRA build with CUDA; use device='cpu'")
     out = np.empty((stack.shape[0], n, n), np.float32)
     vol_geom = astra.create_vol_geom(n, n)
     for i in range(stack.shape[0]):

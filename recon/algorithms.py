@@ -84,21 +84,25 @@ def reconstruct(
         Line integrals (attenuation x pixels, dimensionless), ``(n_angles, width)`` for one slice or
         ``(n_angles, n_slices, width)`` for a stack.
     theta_rad : array_like
-        Projection angles in radians, one per row of axis 0. Weights assume uniform coverage of
-        180 or 360 degrees.
+        Projection angles in radians, one per row of axis 0. Every angle gets the weight
+        pi / n_angles: right for equally spaced angles over 180 or 360 degrees.
     center : float or array_like, optional
         Rotation axis position in detector pixels (column k's centre at k); one value, or one per
         slice. Default ``(width - 1) / 2``.
     algorithm : {"fourier", "fbp"}
         "fourier": direct Fourier (gridrec-class) method, fastest; "fbp": filtered
-        back-projection with linear interpolation.
+        back-projection with linear interpolation. Both use a zero-padded detector (at least
+        twice the larger of width and n) and give the same resolution: the direct Fourier
+        method applies sinc(nu)^2, the response of linear interpolation, to its radial filter.
     filter_name : {"ramp", "shepp", "cosine", "hann", "parzen"}
         Ramp filter times this window (see :data:`FILTERS`).
     device : {"auto", "cpu", "gpu"}
         Where a NumPy input is computed; CuPy input is computed on the GPU.
     backend : {"native", "tomopy", "astra"}
-        "native" runs this package's kernels; "tomopy" (gridrec / fbp) and "astra" (FBP, CUDA
-        when on the GPU) call those libraries when installed, mapped onto this geometry.
+        "native" runs this package's kernels. "tomopy" runs TomoPy's gridrec ("fourier") or fbp;
+        "astra" runs ASTRA's FBP for either algorithm (linear projector on the CPU, FBP_CUDA with
+        ``device="gpu"`` or CuPy input). Both are mapped onto this geometry and raise InputError
+        when the library cannot be imported.
     out_size : int, optional
         Slice size n in pixels (default: the detector width); the slice is centred on the axis.
 
@@ -148,9 +152,11 @@ def reconstruct(
     else:
         from . import _backends_ext
 
+        # external libraries take host arrays; "auto" runs them on the CPU unless the input is CuPy
+        use_gpu = dev == "gpu" and (device == "gpu" or gpu_in)
         out = _backends_ext.run_backend(
             backend, to_device(stack, "cpu"), theta, centers, n, algorithm=algorithm,
-            filter_name=filter_name, gpu=dev == "gpu",
+            filter_name=filter_name, gpu=use_gpu,
         )
     out = out[0] if single else out
     if gpu_in:
