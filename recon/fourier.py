@@ -95,11 +95,6 @@ class _Plan:
         self.band_edges = np.linspace(0, self.g, n_bands + 1).astype(np.int64)
         self._gpu = None
 
-    def shift_phase(self, nu: np.ndarray, center: float) -> np.ndarray:
-        """exp(2 pi i nu (c + delta (cos + sin))) for every angle: (n_angles, n_k) complex."""
-        s = center + self.delta * (self.cos + self.sin)
-        return np.exp(2j * np.pi * np.outer(s, nu))
-
     @functools.cached_property
     def tphase(self) -> np.ndarray:
         """exp(2 pi i nu_k delta (cos + sin)), (n_angles, L/2 + 1) complex64; (0, 0) when delta = 0."""
@@ -124,9 +119,13 @@ class _Plan:
                 "gnu_full": cp.asarray(self.gnu_full, dtype=f32),
                 "filt_half": cp.asarray(self.filt_half, dtype=f32),
                 "filt_full": cp.asarray(self.filt_full, dtype=f32),
-                "deapod": cp.asarray(self.deapod),
+                "deapod": cp.asarray(self.deapod * np.float32(self.g * self.g)),
                 "crop": cp.asarray(self.crop),
             }
+            if self.delta:
+                t = self.tphase
+                self._gpu["tphase_half"] = cp.asarray(t)
+                self._gpu["tphase_full"] = cp.asarray(np.concatenate([np.conj(t[:, :0:-1]), t], axis=1))
         return self._gpu
 
 
@@ -220,30 +219,25 @@ def fourier_gpu(sinos, theta_rad: np.ndarray, centers: np.ndarray, n: int, filte
     i = 0
     while i < n_slices:
         pair = i + 1 < n_slices
-        m = 2 if pair else 1
-        spec = cp.fft.rfft(sinos[i : i + m], n=plan.n_pad, axis=-1)
+        spec = cp.fft.rfft(sinos[i : i + (2 if pair else 1)], n=plan.n_pad, axis=-1).astype(cp.complex64)
         if pair:
-            nu = cp.asarray(plan.nu_full)
-            both = cp.concatenate([cp.conj(spec[:, :, :0:-1]), spec], axis=2)
-            coef = cp.zeros(both.shape[1:], cp.complex128)
-            for j in range(2):
-                s = cp.asarray(centers[i + j] + plan.delta * (plan.cos + plan.sin))
-                ph = cp.exp(2j * cp.pi * cp.outer(s, nu))
-                coef += (both[j] * ph) * (1 if j == 0 else 1j)
-            coef = (coef * tab["filt_full"]).astype(cp.complex64)
+            v1 = cp.asarray(plan.center_vector(centers[i], True))
+            v2 = cp.asarray(plan.center_vector(centers[i + 1], True))
+            both = cp.concatenate([cp.conj(spec[:, :, :0:-1]), spec], axis=2)  # k = -L/2 .. L/2
+            coef = both[0] * v1 + 1j * (both[1] * v2)
             gnu = tab["gnu_full"]
+            tphase = tab.get("tphase_full")
         else:
-            nu = cp.asarray(plan.nu_half)
-            s = cp.asarray(centers[i] + plan.delta * (plan.cos + plan.sin))
-            ph = cp.exp(2j * cp.pi * cp.outer(s, nu))
-            coef = (spec[0] * ph * tab["filt_half"]).astype(cp.complex64)
+            coef = spec[0] * cp.asarray(plan.center_vector(centers[i], False))
             gnu = tab["gnu_half"]
+            tphase = tab.get("tphase_half")
+        if tphase is not None:
+            coef *= tphase
         grid.fill(0)
-        grid_polar_gpu(coef, gnu, tab["cos"], tab["sin"], plan.width, plan.beta, grid)
-        img = cp.fft.ifft2(grid)
-        img = img[crop[:, None], crop[None, :]] * (tab["deapod"] * np.float32(plan.g * plan.g))
+        grid_polar_gpu(coef.astype(cp.complex64), gnu, tab["cos"], tab["sin"], plan.width, plan.beta, grid)
+        img = cp.fft.ifft2(grid)[crop[:, None], crop[None, :]] * tab["deapod"]
         out[i] = img.real
         if pair:
             out[i + 1] = img.imag
-        i += m
+        i += 2 if pair else 1
     return out
