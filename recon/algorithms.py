@@ -20,6 +20,28 @@ ALGORITHMS = ("fourier", "fbp")
 BACKENDS = ("native", "tomopy", "astra")
 
 
+def _angle_weights(theta: np.ndarray) -> np.ndarray | None:
+    """Quadrature weights (radians) of the angles over one period of pi, or None when uniform.
+
+    A line at theta + pi is the line at theta: angles are taken modulo pi, sorted, and each gets
+    half the gap to its neighbours on that circle (the trapezoid rule), so the weights sum to pi.
+    Equally spaced angles over 180 or 360 degrees give pi / n_angles each; then None is returned
+    and the algorithms use that constant.
+    """
+    n = theta.size
+    t = np.mod(theta, np.pi)
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    gaps = np.diff(np.concatenate([ts, ts[:1] + np.pi]))  # gap to the next angle, wrapping
+    w_sorted = 0.5 * (gaps + np.roll(gaps, 1))
+    w = np.empty(n)
+    w[order] = w_sorted
+    uniform = np.pi / n
+    if np.abs(w - uniform).max() <= 1e-6 * uniform:
+        return None
+    return w
+
+
 def _check_inputs(sinograms, theta_rad, center, algorithm, filter_name, backend, out_size):
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -84,8 +106,9 @@ def reconstruct(
         Line integrals (attenuation x pixels, dimensionless), ``(n_angles, width)`` for one slice or
         ``(n_angles, n_slices, width)`` for a stack.
     theta_rad : array_like
-        Projection angles in radians, one per row of axis 0. Every angle gets the weight
-        pi / n_angles: right for equally spaced angles over 180 or 360 degrees.
+        Projection angles in radians, one per row of axis 0, in any order and spacing: each
+        angle is weighted by half the gap to its neighbours modulo pi (trapezoid rule), which is
+        pi / n_angles for equally spaced angles over 180 or 360 degrees.
     center : float or array_like, optional
         Rotation axis position in detector pixels (column k's centre at k); one value, or one per
         slice. Default ``(width - 1) / 2``.
@@ -138,6 +161,10 @@ def reconstruct(
     xp = array_module(data)
     stack = data[None] if single else xp.moveaxis(data, 1, 0)
     stack = xp.ascontiguousarray(stack, dtype=xp.float32)  # (n_slices, n_angles, width)
+    weights = _angle_weights(theta)
+    if weights is not None:  # the algorithms weight each angle by pi / n_angles: rescale rows
+        factor = xp.asarray((weights * theta.size / np.pi).astype(np.float32))
+        stack = stack * factor[None, :, None]
 
     if backend == "native":
         if algorithm == "fourier":
