@@ -171,8 +171,9 @@ def process_chunk(
 ):
     """Process ``frames`` [n, rows * cols] (storage order) into the partial accumulators.
 
-    ``hist`` [n_blocks, rows * cols, bins] and ``found``/``rejected``/``accepted``
-    [n_blocks, rows * cols] are added to; block ``t`` handles frames ``t * n // n_blocks`` to
+    ``hist`` [n_blocks, rows * cols, bins] (uint16 is enough while a block handles at most
+    65535 frames between merges: a pixel records at most one event per frame) and
+    ``found``/``rejected``/``accepted`` [n_blocks, rows * cols] are added to; block ``t`` handles frames ``t * n // n_blocks`` to
     ``(t + 1) * n // n_blocks``. ``prev`` is the storage-order frame before ``frames[0]``
     (used by the next-frame correction when ``has_prev``). ``cut`` is the exact per-pixel
     event test ``raw >= cut``; ``fast_cut`` (in the frames' dtype, ``fast_cut <= cut`` wherever
@@ -191,13 +192,15 @@ def process_chunk(
 
 @njit(cache=True, nogil=True, parallel=True)
 def merge_blocks(hist, out):
-    """Sum partial histograms ``hist`` [n_blocks, npix, bins] into ``out`` [npix, bins]."""
+    """Add partial histograms ``hist`` [n_blocks, npix, bins] into ``out`` [npix, bins] and
+    zero them."""
     nb = hist.shape[0]
     for p in prange(hist.shape[1]):
         for b in range(hist.shape[2]):
-            s = 0
+            s = out[p, b]
             for t in range(nb):
                 s += hist[t, p, b]
+                hist[t, p, b] = 0
             out[p, b] = s
 
 

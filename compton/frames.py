@@ -44,6 +44,7 @@ from ._errors import InputError
 CHARGE_SHARING = (None, "none", "discriminate", "add")
 PIXEL_PITCH_UM = 250.0
 _MAX_PARTIAL_BYTES = 1 << 29  # cap on the per-thread partial histograms, 512 MiB in total
+_UINT16_FRAMES = 65535  # frames a block may add to its uint16 partial histogram
 
 
 @dataclass
@@ -506,8 +507,12 @@ class CpuAccumulator:
         self.integer = integer
         self.cut = threshold_cut(st.dark, st.threshold, integer)
         self.fast_cut = fast_cut(self.cut, dtype)
-        self.n_blocks = max(1, min(k.n_threads(), _MAX_PARTIAL_BYTES // max(1, npix * nbins * 4)))
-        self.hist = np.zeros((self.n_blocks, npix, nbins), np.uint32)
+        self.n_blocks = max(1, min(k.n_threads(), _MAX_PARTIAL_BYTES // max(1, npix * nbins * 2)))
+        # per-block uint16 partial histograms (half the cache footprint of uint32), merged
+        # into ``total`` before any block could pass 65535 frames (one event per pixel per frame)
+        self.hist = np.zeros((self.n_blocks, npix, nbins), np.uint16)
+        self.total = np.zeros((npix, nbins), np.uint64)
+        self.since_merge = 0  # frames per block since the last merge, at most
         self.found = np.zeros((self.n_blocks, npix), np.int64)
         self.rejected = np.zeros((self.n_blocks, npix), np.int64)
         self.accepted = np.zeros((self.n_blocks, npix), np.int64)
@@ -540,14 +545,22 @@ class CpuAccumulator:
             raise InputError("frames: chunks of one stream must share one column order")
         frames = np.ascontiguousarray(chunk).reshape(chunk.shape[0], st.rows * st.cols)
         cm, cut, fcut, dark, gain, icpt = self._storage_arrays(colmap)
-        has_prev = self.prev is not None
-        prev = self.prev.astype(frames.dtype) if has_prev else frames[0]
-        self.k.process_chunk(
-            frames, prev, has_prev, st.rows, st.cols, cm, cut, fcut, dark, gain, icpt, st.calibrate,
-            st.next_frame, st.mode, st.half, st.edges, self.inv_bw, self.hist, self.found,
-            self.rejected, self.accepted,
-        )
-        self.prev = frames[-1].copy()
+        step = _UINT16_FRAMES * self.n_blocks  # frames per kernel call: no uint16 overflow
+        for a in range(0, frames.shape[0], step):
+            part = frames[a : a + step]
+            per_block = -(-part.shape[0] // self.n_blocks)
+            if self.since_merge + per_block > _UINT16_FRAMES:
+                self.k.merge_blocks(self.hist, self.total)
+                self.since_merge = 0
+            has_prev = self.prev is not None
+            prev = self.prev.astype(frames.dtype) if has_prev else part[0]
+            self.k.process_chunk(
+                part, prev, has_prev, st.rows, st.cols, cm, cut, fcut, dark, gain, icpt,
+                st.calibrate, st.next_frame, st.mode, st.half, st.edges, self.inv_bw, self.hist,
+                self.found, self.rejected, self.accepted,
+            )
+            self.since_merge += per_block
+            self.prev = part[-1].copy()
         self.prev_key = key
 
     def n_found(self) -> int:
@@ -555,7 +568,7 @@ class CpuAccumulator:
 
     def finish(self):
         st = self.st
-        out = np.zeros(self.hist.shape[1:], np.uint64)
+        out = self.total
         self.k.merge_blocks(self.hist, out)
         counts = out.astype(np.uint32) if out.max(initial=0) < 2**32 else out
         shape = (st.rows, st.cols)
