@@ -91,7 +91,7 @@ class _Plan:
         d = _deapodisation(n, self.g, self.width, self.beta)
         self.deapod = (1.0 / np.outer(d, d)).astype(np.float32)
         self.crop = np.r_[self.g - n // 2 : self.g, 0 : n - n // 2]
-        n_bands = min(max(8, 4 * n_threads), self.g // (self.width + 1))
+        n_bands = max(1, min(max(8, 4 * n_threads), self.g // (self.width + 1)))
         self.band_edges = np.linspace(0, self.g, n_bands + 1).astype(np.int64)
         self._gpu = None
 
