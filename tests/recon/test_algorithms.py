@@ -364,6 +364,14 @@ def test_out_size_and_dtype():
         assert np.abs(img[(r > 13) & (r < 16)]).max() < 0.05
 
 
+def test_tiny_inputs_give_finite_slices():
+    theta = np.linspace(0, np.pi, 7, endpoint=False)
+    for width, n in [(2, 2), (3, 3), (5, 1), (4, 9)]:
+        for algorithm in ALGOS:
+            img = reconstruct(np.ones((7, width), np.float32), theta, algorithm=algorithm, out_size=n, device="cpu")
+            assert img.shape == (n, n) and np.isfinite(img).all() and np.abs(img).max() > 0
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
