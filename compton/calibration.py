@@ -123,7 +123,7 @@ def _fit_peak(x, y, mu0, sigma0):
     """Fit a Gaussian on a linear background near ``mu0``; return (mu, sigma) or None."""
     from scipy.optimize import curve_fit
 
-    for _ in range(2):  # re-centre the window once on the fitted peak
+    for _ in range(3):  # re-centre the window while the peak is off its centre
         m = np.abs(x - mu0) <= 3.0 * sigma0
         if m.sum() < 6:
             return None
@@ -144,7 +144,10 @@ def _fit_peak(x, y, mu0, sigma0):
         mu, s = float(p[1]), abs(float(p[2]))
         if not (xs[0] <= mu <= xs[-1]) or not (0.3 * sigma0 < s < 3.0 * sigma0) or p[0] <= 0:
             return None
+        centred = abs(mu - mu0) < 0.5 * sigma0
         mu0, sigma0 = mu, s
+        if centred:
+            break
     return mu0, sigma0
 
 
