@@ -372,8 +372,19 @@ def _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, c
     return out, sub, sigmas
 
 
+def _sample_columns(fp, max_cols: int = 65536):
+    """A regular subset of the footprint columns (all of them when there are few), for statistics."""
+    idx = np.flatnonzero(fp.ravel())
+    if idx.size > max_cols:
+        idx = idx[:: int(np.ceil(idx.size / max_cols))]
+    sub = np.zeros(fp.size, bool)
+    sub[idx] = True
+    return sub.reshape(fp.shape)
+
+
 def _noise_sigma(host, cuts, fp, margin=2):
     """Per-voxel noise from the median absolute deviation inside the band cores (input units)."""
+    fp = _sample_columns(fp)
     v = np.asarray(host)[:, fp]
     c = cuts[:, fp]
     nz = v.shape[0]
@@ -392,9 +403,9 @@ def _noise_sigma(host, cuts, fp, margin=2):
 
 def _lateral_noise(host) -> float:
     """Robust per-voxel noise sigma from differences of neighbouring voxels across the layers."""
-    v = np.asarray(to_device(host, "cpu"), np.float32)
-    step = max(1, v.shape[0] // 64)
-    d = np.diff(v[::step], axis=2).ravel()
+    v = np.asarray(to_device(host, "cpu"))
+    step = max(1, int(np.ceil(np.sqrt(v.size / float(1 << 22)))))  # about 4 M differences at most
+    d = np.diff(v[::step, ::step].astype(np.float32), axis=2).ravel()
     d = d[np.isfinite(d)]
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
 
@@ -416,6 +427,7 @@ def _check_bands(cuts, fp, phases, li_idx, axis):
 
 def _band_core_spreads(vol, cuts, fp, n, margin=2):
     """Robust spread (MAD sigma) of each layer's core, NaN for layers with too few voxels."""
+    fp = _sample_columns(fp)
     v = np.asarray(to_device(vol, "cpu"))[:, fp]
     c = cuts[:, fp]
     nz = v.shape[0]
@@ -435,6 +447,7 @@ def _band_core_spreads(vol, cuts, fp, n, margin=2):
 
 
 def _band_core_medians(vol, cuts, fp, n, margin=2):
+    fp = _sample_columns(fp)
     nz = vol.shape[0]
     z = np.arange(nz)[:, None]
     v = vol[:, fp]

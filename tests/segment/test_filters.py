@@ -27,6 +27,18 @@ def test_median_matches_plain_python_window_median(noisy):
         assert got[z, y, x] == np.median(pad[z:z + 3, y:y + 3, x:x + 3])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_median_equals_scipy_exactly(dtype):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    for v in (rng.normal(size=(9, 13, 17)), rng.integers(0, 3, size=(7, 5, 11)).astype(float),
+              rng.normal(size=(1, 1, 6))):  # random, many ties, degenerate shape
+        v = v.astype(dtype)
+        np.testing.assert_array_equal(median_filter(v, size=3, device="cpu"),
+                                      ndimage.median_filter(v, size=3, mode="reflect"))
+
+
 def test_ball_is_a_ball():
     from skimage.morphology import ball as sk_ball
 
