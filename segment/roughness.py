@@ -201,7 +201,7 @@ def roughness(height_um, pixel_size_um: float, *, level: str | None = "plane", m
     >>> x = np.arange(256) * 0.5                       # um
     >>> z = 3.0 * np.sin(2 * np.pi * x / 32.0)          # amplitude 3 um, 64 px period
     >>> r = roughness(np.tile(z, (64, 1)), 0.5, level=None)
-    >>> round(r.Ra, 3), round(2 * 3.0 / np.pi, 3)
+    >>> round(r.Ra, 2), round(2 * 3.0 / np.pi, 2)       # Ra = 2A/pi
     (1.91, 1.91)
     """
     z = np.asarray(height_um)
