@@ -20,6 +20,7 @@ import tracemalloc
 import numpy as np
 
 import compton
+from compton._backend import gpu_available
 from compton._sim_frames import sparse_frames
 from compton.io import BIN_COLMAP
 
@@ -117,7 +118,7 @@ def run(quick: bool = False) -> list[dict]:
             "tool": "anodescope numba", "seconds": float("nan"), "throughput": m_full, "unit": "MiB",
             "note": f"{m_half:.0f} MiB for {n_frames // 2} frames, {m_full:.0f} MiB for {n_frames} frames",
         })
-        if compton._backend.gpu_available():
+        if gpu_available():
             rows.extend(_gpu_rows(path, n_frames, ours))
     return rows
 
