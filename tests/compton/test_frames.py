@@ -226,6 +226,15 @@ def test_two_pixel_event_addition_and_discrimination_by_hand():
     assert d5.counts.sum() == 0 and d5.rejected.sum() == 4
 
 
+def test_addition_tie_goes_to_first_pixel_in_row_major_order():
+    frames = np.zeros((1, 80, 80), np.uint16)
+    frames[0, 20, 31], frames[0, 21, 30], frames[0, 21, 31] = 400, 400, 100  # tie 400/400
+    cube = compton.process_frames(frames, threshold=50, charge_sharing="add", bin_width_kev=1,
+                                  e_max_kev=1000, device="cpu")
+    assert cube.counts[20, 31, 900] == 1 and cube.counts.sum() == 1
+    assert cube.rejected[21, 30] == 1 and cube.rejected[21, 31] == 1
+
+
 def test_next_frame_correction_by_hand():
     frames = np.zeros((4, 80, 80), np.uint16)
     frames[:3, 7, 7] = [400, 300, 200]  # three consecutive hits: only the first survives
