@@ -254,9 +254,6 @@ def _chunks_of(frames, chunk_frames: int):
             yield arr[i : i + chunk_frames], None
         return
     for chunk in frames:
-        if isinstance(chunk, tuple):
-            yield chunk
-            continue
         chunk = np.asarray(chunk) if not hasattr(chunk, "ndim") else chunk
         if chunk.ndim == 2:
             chunk = chunk[None]
@@ -271,20 +268,23 @@ def _prefetch(iterator, depth: int = 2):
     done = object()
     stop = threading.Event()
 
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(done)
+            put(done)
         except BaseException as exc:  # re-raised in the consumer
-            q.put(exc)
+            put(exc)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
