@@ -73,31 +73,37 @@ def _block(
                 any_hit += frames[f, base + s] >= fast_cut[base + s]
             if any_hit == 0:
                 continue
+            seen = 0
             for s in range(cols):
                 i = base + s
                 raw = frames[f, i]
-                if raw < cut[i]:
+                if raw < fast_cut[i]:
                     continue
-                c = colmap[s]
-                p = base + c
-                found[t, p] += 1
-                if next_frame:
-                    if f > 0:
-                        before = frames[f - 1, i] >= cut[i]
-                    else:
-                        before = has_prev and prev[i] >= cut[i]
+                seen += 1
+                if raw >= cut[i]:
+                    c = colmap[s]
+                    p = base + c
+                    found[t, p] += 1
+                    before = False
+                    if next_frame:
+                        if f > 0:
+                            before = frames[f - 1, i] >= cut[i]
+                        else:
+                            before = has_prev and prev[i] >= cut[i]
                     if before:
                         rejected[t, p] += 1
-                        continue
-                v = np.float64(raw) - dark[i]
-                if calibrate:
-                    v = gain[i] * v + icpt[i]
-                q = (r + 2) * w + c + 2
-                hitmap[q] = nh
-                hit_pix[nh] = p
-                hit_pad[nh] = q
-                hit_e[nh] = v
-                nh += 1
+                    else:
+                        v = np.float64(raw) - dark[i]
+                        if calibrate:
+                            v = gain[i] * v + icpt[i]
+                        q = (r + 2) * w + c + 2
+                        hitmap[q] = nh
+                        hit_pix[nh] = p
+                        hit_pad[nh] = q
+                        hit_e[nh] = v
+                        nh += 1
+                if seen == any_hit:
+                    break  # all candidates of this row done
         if nh == 0:
             continue
         if mode == MODE_NONE:
