@@ -212,8 +212,8 @@ def denoise(volume, *, median_size: int = 3, opening_radius_px: int = 0, closing
     opening_radius_px, closing_radius_px : int
         Ball radii in voxels for the grey opening and closing (0 skips).
     nlm : bool
-        Apply non-local means last (host only; its strength is fixed from the whole volume so
-        that the chunked path matches the in-memory one).
+        Apply non-local means last (host only; its strength is fixed once from a central block
+        of the volume so that the chunked path matches the in-memory one).
     nlm_h : float, optional
         NL-means strength in volume units.
     patch_size, patch_distance : int
@@ -242,7 +242,10 @@ def denoise(volume, *, median_size: int = 3, opening_radius_px: int = 0, closing
     _check_volume(volume)
     nlm_sigma = None
     if nlm:
-        nlm_sigma = estimate_noise(np.asarray(volume) if not isinstance(volume, da.Array) else volume.compute())
+        # noise from a central block (<= 96^3 voxels), the same for the in-memory and chunked paths
+        sl = tuple(slice(max(0, (n - 96) // 2), max(0, (n - 96) // 2) + 96) for n in volume.shape)
+        block = volume[sl]
+        nlm_sigma = estimate_noise(block.compute() if isinstance(block, da.Array) else block)
         if nlm_h is None:
             nlm_h = 0.8 * nlm_sigma
     kw = dict(median_size=int(median_size), opening_radius_px=int(opening_radius_px),
