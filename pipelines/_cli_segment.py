@@ -109,8 +109,8 @@ def _write_labels(store: Path, labels, voxel_size_um: float, phases, info: dict)
     fp = np.asarray(info["footprint"], bool)
     a3 = g.create_array("footprint", shape=fp.shape, dtype="bool", overwrite=True)
     a3[...] = fp
-    colors = [{"label-value": k + 1, "rgba": c} for k, c in
-              enumerate([[200, 120, 40, 255], [60, 160, 255, 255], [120, 200, 90, 255], [200, 80, 200, 255]][:len(phases)])]
+    palette = [[200, 120, 40, 255], [60, 160, 255, 255], [120, 200, 90, 255], [200, 80, 200, 255]]
+    colors = [{"label-value": k + 1, "rgba": c} for k, c in enumerate(palette[:len(phases)])]
     g.attrs.update({
         "multiscales": [{"version": "0.4", "name": LABELS_NAME,
                          "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],

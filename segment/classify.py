@@ -19,7 +19,8 @@ import numpy as np
 from ._backend import array_module, ndimage_module, resolve_device, to_device
 from ._errors import InputError
 from ._seg_features import feature_halo, feature_names, multiscale_features
-from ._seg_layering import bands_to_labels, optimal_bands, optimal_bands_levels
+from ._seg_layering import (bands_to_labels, first_crossing, inclusion_candidates, optimal_bands,
+                            optimal_bands_levels)
 
 __all__ = [
     "THRESHOLD_METHODS",
@@ -329,9 +330,10 @@ def _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, c
     """Place each interface at the first crossing of the mid level, scanning up from the layer below.
 
     The crossing must hold for ``persist`` voxels in a row. The lateral smoothing of interface j
-    grows with (noise / contrast)^2 so that each column sees enough averaging across the layers for a low-contrast interface. Returns integer cuts
-    (first voxel of the upper layer) and sub-voxel interface positions (voxel units, voxel i
-    spanning [i, i+1)), plus the smoothing used per interface.
+    grows with (noise / contrast)^2 so that each column sees enough averaging across the layers
+    for a low-contrast interface. Returns integer cuts (first voxel of the upper layer) and
+    sub-voxel interface positions (voxel units, voxel i spanning [i, i+1)), plus the smoothing
+    used per interface.
     """
     n = len(levels)
     nz = sm.shape[0]
@@ -339,7 +341,6 @@ def _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, c
     out = cuts.copy()
     sub = cuts.astype(np.float64)
     sigmas = []
-    z = np.arange(nz)[:, None, None]
     for j in range(n - 1):
         delta = levels[j + 1] - levels[j]
         need = (12.0 * noise / max(abs(delta), 1e-30)) ** 2 / (4 * np.pi)
@@ -350,25 +351,14 @@ def _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, c
             cache[key] = sm if abs(sig - smooth_px) < 0.05 else _lateral_smooth(host, key, device)
         v = cache[key]
         mid = 0.5 * (levels[j] + levels[j + 1])
-        lo = out[j - 1] if j > 0 else np.zeros_like(out[0])
-        hi = out[j + 1] if j < n - 2 else np.full_like(out[0], nz)
-        side = np.sign(delta) * (v - mid) > 0
-        upper = side.copy()  # on the upper side for `persist` voxels in a row
-        for i in range(1, persist):
-            upper[:-i] &= side[i:]
-        upper &= (z >= lo[None]) & (z < hi[None])
-        first = np.where(upper.any(axis=0), np.argmax(upper, axis=0), hi).astype(np.int32)
+        lo = np.ascontiguousarray(out[j - 1] if j > 0 else np.zeros_like(out[0]))
+        hi = np.ascontiguousarray(out[j + 1] if j < n - 2 else np.full_like(out[0], nz))
+        first = np.empty_like(out[0])
+        pos = np.empty(out[0].shape, np.float64)
+        first_crossing(np.ascontiguousarray(v), float(mid), float(np.sign(delta)), lo, hi, int(persist),
+                       first, pos)
         out[j] = first
-        # sub-voxel: linear interpolation of the crossing between voxel centres first-1 and first
-        i1 = np.clip(first, 1, nz - 1)
-        a_ = np.take_along_axis(v, (i1 - 1)[None], 0)[0]
-        b_ = np.take_along_axis(v, i1[None], 0)[0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.clip((mid - a_) / (b_ - a_), 0.0, 1.0)
-        frac = np.where(np.isfinite(frac), frac, 0.5)
-        pos = (i1 - 0.5) + frac
-        inside = (first > lo) & (first < hi)
-        sub[j] = np.where(inside, pos, first)
+        sub[j] = pos
     return out, sub, sigmas
 
 
@@ -651,7 +641,7 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                     f"('{phases[li_idx]}') must have intensity rank {rule_rank} (0 = darkest)")
 
         sm_cache = {}
-        cuts = optimal_bands_levels(np.where(fp[None], sm, 0.0), levels)
+        cuts = optimal_bands_levels(sm, levels)  # columns outside the footprint are dropped later
         for _ in range(max(int(n_iter), 1)):
             new_cuts, sub, sig = _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device,
                                               sm_cache)
@@ -666,10 +656,11 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         if li_idx is not None and rule_rank == 0:
             noise = _lateral_noise(host)
             nb = [final[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n and np.isfinite(final[k])]
-            if nb and min(nb) - final[li_idx] < min_contrast * noise and final[li_idx] <= min(nb) + min_contrast * noise:
+            contrast = min(nb) - final[li_idx] if nb else np.inf
+            if abs(contrast) < min_contrast * noise:  # clearly brighter is a wrong order, below
                 raise InputError(
                     f"no lithium found: the '{phases[li_idx]}' layer is not darker than its neighbours "
-                    f"(contrast {min(nb) - final[li_idx]:.3g} < {min_contrast} x noise {noise:.3g})")
+                    f"(contrast {contrast:.3g} < {min_contrast} x noise {noise:.3g})")
         check(final)
         spread = _band_core_spreads(host, cuts, fp, n)
         ok = np.isfinite(spread)
@@ -687,20 +678,13 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         labels = bands_to_labels(cuts, sm.shape[0])
         # inclusions: voxels of the (unsmoothed) volume closer to another level than to their
         # layer's by a clear margin, away from the interfaces (partial volume)
-        hv = np.asarray(to_device(host, "cpu"), np.float32)
-        lv = np.asarray(levels, np.float32)
-        own = lv[labels - 1]
-        dist_own = np.abs(hv - own)
+        lv = np.asarray(levels, np.float64)
         gaps = np.diff(np.sort(lv))
         half_gap = 0.5 * float(gaps.min()) if gaps.size else 0.0
-        dist_other = np.full(hv.shape, np.inf, np.float32)
-        for k in range(n):
-            dist_other = np.where(labels - 1 == k, dist_other, np.minimum(dist_other, np.abs(hv - lv[k])))
-        margin = max(half_gap, 3.0 * _noise_sigma(hv, cuts, fp))
-        odd = ((dist_own > dist_other) & (dist_own > margin)) | (hv < lv.min() - margin)
-        zz = np.arange(hv.shape[0])[:, None, None]
-        for k in range(n - 1):
-            odd &= np.abs(zz - cuts[k][None] + 0.5) > 1.5
+        margin = max(half_gap, 3.0 * _noise_sigma(host, cuts, fp))
+        odd = np.empty(labels.shape, bool)
+        inclusion_candidates(np.ascontiguousarray(host), labels, lv, float(margin),
+                             np.ascontiguousarray(cuts), odd)
         info.update(method=method, thresholds=t.tolist(), levels=levels.tolist(), smoothed=sm)
 
     if odd.any():

@@ -177,7 +177,8 @@ def layer_maps(labels, *, voxel_size_um: float, li_label: int = 2, axis: int = 0
     if coulometric_mah_cm2 is not None:
         q = float(coulometric_mah_cm2)
         if not np.isfinite(q) or q <= 0:
-            raise InputError(f"coulometric capacity must be a positive number in mAh cm^-2, got {coulometric_mah_cm2!r}")
+            raise InputError(
+                f"coulometric capacity must be a positive number in mAh cm^-2, got {coulometric_mah_cm2!r}")
         metrics["coulometric_mah_cm2"] = q
         metrics["capacity_ratio_to_coulometric"] = metrics["capacity_mah_cm2_mean"] / q
     return LayerMaps(thickness_um=thick.astype(np.float32), thickness_voxels_um=t_vox,

@@ -68,7 +68,10 @@ class RoughnessResult:
         out = {}
         for k in keys:
             v = getattr(self, k)
-            out[k] = None if isinstance(v, float) and not np.isfinite(v) else (int(v) if k == "n_points" else float(v))
+            if isinstance(v, float) and not np.isfinite(v):
+                out[k] = None
+            else:
+                out[k] = int(v) if k == "n_points" else float(v)
         return out
 
 

@@ -51,7 +51,8 @@ def _brute_force_cuts(col_classes, band_class):
     best, arg = -1, None
     for cuts in itertools.combinations_with_replacement(range(nz + 1), n - 1):
         edges = (0,) + cuts + (nz,)
-        score = sum(int((col_classes[a:b] == band_class[k]).sum()) for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])))
+        score = sum(int((col_classes[a:b] == band_class[k]).sum())
+                    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])))
         if score > best:
             best, arg = score, cuts
     return best, arg
