@@ -133,47 +133,6 @@ def first_crossing(v, mid, sign, lo, hi, persist, first, sub):
                 sub[y, x] = found
 
 
-def profile_levels(profile: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best n-segment piecewise-constant fit of a 1-D profile (free levels, least squares).
-
-    Returns the cut indices (n - 1,) and the segment means (n,).
-    """
-    p = np.asarray(profile, np.float64)
-    nz = p.size
-    c1 = np.concatenate([[0.0], np.cumsum(p)])
-    c2 = np.concatenate([[0.0], np.cumsum(p * p)])
-
-    def sse(a, b):  # segment [a, b)
-        ln = b - a
-        if ln <= 0:
-            return 0.0
-        s = c1[b] - c1[a]
-        return (c2[b] - c2[a]) - s * s / ln
-
-    inf = np.inf
-    cost = np.full((n + 1, nz + 1), inf)
-    arg = np.zeros((n + 1, nz + 1), int)
-    cost[0, 0] = 0.0
-    for k in range(1, n + 1):
-        for b in range(nz + 1):
-            best, ba = inf, 0
-            for a in range(0, b + 1):
-                c = cost[k - 1, a] + sse(a, b)
-                if c < best:
-                    best, ba = c, a
-            cost[k, b], arg[k, b] = best, ba
-    cuts = []
-    b = nz
-    for k in range(n, 0, -1):
-        a = arg[k, b]
-        cuts.append(a)
-        b = a
-    cuts = np.array(cuts[::-1][1:], int)
-    edges = np.concatenate([[0], cuts, [nz]])
-    means = np.array([p[a:b].mean() if b > a else np.nan for a, b in zip(edges[:-1], edges[1:])])
-    return cuts, means
-
-
 def bands_to_labels(cuts: np.ndarray, nz: int) -> np.ndarray:
     """Band index 1..n of every voxel from the cut positions, (z, y, x) uint8."""
     z = np.arange(nz, dtype=np.int32)[:, None, None]
