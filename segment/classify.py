@@ -30,6 +30,7 @@ __all__ = [
     "train_classifier",
     "load_classifier",
     "segment_layers",
+    "clean_labels",
 ]
 
 THRESHOLD_METHODS = ("multiotsu", "kmeans")
@@ -268,6 +269,71 @@ def train_classifier(volume, annotations, *, class_names, sigmas=(1.0, 2.0, 4.0,
     forest.fit(x, y)
     return PixelClassifier(forest=forest, class_names=class_names, sigmas=tuple(float(s) for s in sigmas),
                            scale=scale, meta={"features": feature_names(tuple(sigmas))})
+
+
+# ---------------------------------------------------------------------------- clean-up
+
+
+def clean_labels(labels, *, min_size_px: int = 27, keep_largest=(), fill_holes: bool = True,
+                 connectivity: int = 1):
+    """Connected-component clean-up of phase labels.
+
+    Parameters
+    ----------
+    labels : ndarray, integer (z, y, x)
+        Phase labels (0 = unassigned).
+    min_size_px : int
+        Components (of any non-zero label) smaller than this many voxels become 0.
+    keep_largest : sequence of int
+        Labels of layers that form one body (e.g. the lithium layer): only their largest
+        connected component is kept.
+    fill_holes : bool
+        Fill enclosed holes (0 or other labels fully surrounded) of the ``keep_largest``
+        layers with their label.
+    connectivity : int
+        1 (faces), 2 (edges) or 3 (corners) neighbourhood.
+
+    Returns
+    -------
+    ndarray
+        Cleaned labels, same dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab = np.zeros((6, 6, 6), np.uint8); lab[1:5, 1:5, 1:5] = 2; lab[2, 2, 2] = 0; lab[0, 5, 5] = 2
+    >>> out = clean_labels(lab, min_size_px=2, keep_largest=(2,))
+    >>> int(out[2, 2, 2]), int(out[0, 5, 5])
+    (2, 0)
+    """
+    from scipy import ndimage
+
+    lab = np.array(to_device(labels, "cpu"), copy=True)
+    if lab.ndim != 3:
+        raise InputError(f"labels must be 3-D, got shape {lab.shape}")
+    if connectivity not in (1, 2, 3):
+        raise InputError(f"connectivity must be 1, 2 or 3, got {connectivity!r}")
+    structure = ndimage.generate_binary_structure(3, connectivity)
+    for value in np.unique(lab):
+        if value == 0:
+            continue
+        mask = lab == value
+        comp, ncomp = ndimage.label(mask, structure=structure)
+        if ncomp == 0:
+            continue
+        sizes = np.bincount(comp.ravel())
+        sizes[0] = 0
+        if value in tuple(keep_largest):
+            keep = comp == int(np.argmax(sizes))
+            if fill_holes:
+                keep = ndimage.binary_fill_holes(keep)
+            lab[mask & ~keep] = 0
+            lab[keep] = value
+        else:
+            small = sizes < int(min_size_px)
+            small[0] = False
+            lab[small[comp]] = 0
+    return lab
 
 
 # ---------------------------------------------------------------------------- layers

@@ -227,3 +227,26 @@ def test_li_class_rank_for_a_lithium_layer_that_is_not_the_darkest():
     lab, info = segment_layers(v, mask=mask, li_class=1, return_info=True)
     np.testing.assert_array_equal(info["cuts"][0], 6)
     assert np.mean(info["cuts"][1] == top) > 0.95
+
+
+def test_clean_labels_against_plain_component_counting():
+    from scipy import ndimage
+
+    from segment import clean_labels
+
+    rng = np.random.default_rng(9)
+    lab = np.ones((20, 24, 24), np.uint8)
+    lab[6:14] = 2
+    lab[9, 10:13, 10:13] = 0  # an enclosed hole in the Li body
+    speck = rng.random(lab.shape) < 0.01
+    lab[speck & (lab == 1)] = 3  # isolated specks of another phase
+    lab[17:20, 0:2, 0:2] = 2  # a detached piece of "lithium"
+    out = clean_labels(lab, min_size_px=5, keep_largest=(2,))
+    assert (out[9, 10:13, 10:13] == 2).all()  # hole filled
+    assert (out[17:20, 0:2, 0:2] == 0).all()  # detached piece dropped
+    comps, n = ndimage.label(lab == 3)
+    sizes = np.bincount(comps.ravel())
+    small = np.isin(comps, np.flatnonzero(sizes < 5)) & (comps > 0)
+    assert (out[small] == 0).all() and (out[(lab == 3) & ~small] == 3).all()
+    with pytest.raises(InputError, match="3-D"):
+        clean_labels(np.zeros((3, 3), np.uint8))
