@@ -60,7 +60,9 @@ class _Plan:
         self.n_angles = theta.size
         self.n = n
         self.n_pad = _even_fast_len(2 * max(width, n))
-        self.g = _even_fast_len(math.ceil(OVERSAMPLING * n))
+        # the spreading kernel must fit inside one period of the grid (tiny images), else
+        # its wrapped taps would land outside the grid
+        self.g = _even_fast_len(max(math.ceil(OVERSAMPLING * n), 2 * KERNEL_WIDTH))
         self.width = KERNEL_WIDTH
         # ES shape parameter for oversampling sigma (Barnett et al. 2019, FINUFFT)
         self.beta = 0.97 * np.pi * KERNEL_WIDTH * (1.0 - 0.5 / OVERSAMPLING)

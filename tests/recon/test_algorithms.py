@@ -372,6 +372,30 @@ def test_tiny_inputs_give_finite_slices():
             assert img.shape == (n, n) and np.isfinite(img).all() and np.abs(img).max() > 0
 
 
+
+def test_kernels_stay_in_bounds_with_numba_boundscheck(tmp_path):
+    """Tiny and odd geometries under NUMBA_BOUNDSCHECK=1: an out-of-bounds write in a
+    kernel raises IndexError there instead of silently corrupting the heap."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from recon.algorithms import reconstruct\n"
+        "for n_ang in (7, 64):\n"
+        "    theta = np.linspace(0, np.pi, n_ang, endpoint=False)\n"
+        "    for width, n in [(2, 2), (3, 3), (5, 1), (4, 9), (33, 33), (40, 17)]:\n"
+        "        for alg in ('fourier', 'fbp'):\n"
+        "            for slices in (1, 3):\n"
+        "                s = np.random.default_rng(0).random((n_ang, slices, width), dtype=np.float32)\n"
+        "                reconstruct(s, theta, algorithm=alg, out_size=n, device='cpu')\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
