@@ -438,6 +438,29 @@ def _sample_columns(fp, max_cols: int = 65536):
     return sub.reshape(fp.shape)
 
 
+def _median_interfaces(cuts, sub, sigmas, fp, smooth_px, nz):
+    """2-D median of each low-contrast interface map (window 2 sigma + 1), keeping the order.
+
+    Interfaces that needed more lateral smoothing than ``smooth_px`` are noise-limited; a
+    median of that width removes isolated outliers (e.g. from ring artefacts) without
+    moving steps. Integer cuts follow: first voxel whose centre lies above the interface.
+    """
+    from scipy import ndimage
+
+    sub = sub.copy()
+    for j, sig in enumerate(sigmas):
+        if sig <= smooth_px + 0.05 or not fp.any():
+            continue
+        w = 2 * int(round(sig)) + 1
+        m = np.where(fp, sub[j], np.median(sub[j][fp]))  # neutral values outside the cell
+        sub[j] = np.where(fp, ndimage.median_filter(m, size=w, mode="nearest"), sub[j])
+    for j in range(1, sub.shape[0]):  # keep the layers in order
+        sub[j] = np.maximum(sub[j], sub[j - 1])
+    sub = np.clip(sub, 0, nz)
+    out = np.clip(np.ceil(sub - 0.5), 0, nz).astype(np.int32)
+    return np.where(fp[None], out, cuts), sub
+
+
 def _noise_sigma(host, cuts, fp, margin=2):
     """Per-voxel noise from the median absolute deviation inside the band cores (input units)."""
     fp = _sample_columns(fp)
@@ -520,7 +543,7 @@ def _band_core_medians(vol, cuts, fp, n, margin=2):
 def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: int = 0, method="multiotsu",
                    li_class: int | None = None, mask=None, smooth_px: float = 1.0, max_smooth_px: float = 6.0,
                    n_iter: int = 5, refine: bool = True, min_contrast: float = 0.2,
-                   max_spread_ratio: float = 2.5,
+                   max_spread_ratio: float = 2.5, interface_median: bool = True,
                    min_size_px: int = 27, device: str = "auto", chunks=None, return_info: bool = False):
     """Label the layers of a stacked cell, numbered 1..n in the order of ``phases`` (0 = unassigned).
 
@@ -570,6 +593,9 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
     max_spread_ratio : float
         A layer whose core intensity spread exceeds this multiple of the most uniform layer's
         mixes phases: the phase order does not match the data.
+    interface_median : bool
+        Median-filter each noise-limited interface map (those smoothed beyond ``smooth_px``)
+        over a window of twice its smoothing sigma plus one, against isolated outliers.
     refine : bool
         With a classifier: re-place each interface with sub-voxel precision from the intensity
         profile, with phase levels measured in the classified layers.
@@ -654,6 +680,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
             levels = _band_core_medians(sm, cuts, fp, n)
             if np.all(np.isfinite(levels)):
                 cuts, sub, sig = _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, {})
+                if interface_median:
+                    cuts, sub = _median_interfaces(cuts, sub, sig, fp, smooth_px, sm.shape[0])
                 info.update(levels=levels.tolist(), interface_smooth_px=sig, interfaces_px=sub)
         info.setdefault("interfaces_px", cuts.astype(np.float64))
         labels = bands_to_labels(cuts, classes.shape[0])
@@ -715,6 +743,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
             cuts = new_cuts
             if done:
                 break
+        if interface_median:
+            cuts, sub = _median_interfaces(cuts, sub, sig, fp, smooth_px, sm.shape[0])
         _check_bands(cuts, fp, phases, li_idx, axis)
         final = _band_core_medians(sm, cuts, fp, n)
         thin = _band_core_medians(sm, cuts, fp, n, margin=0)  # for layers too thin to have a core
