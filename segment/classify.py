@@ -614,7 +614,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
     Returns
     -------
     labels : ndarray, uint8, same shape as ``volume``
-        1..n in the order of ``phases``, 0 outside the cell and in inclusions.
+        1..n in the order of ``phases``, 0 outside the cell and in inclusions (a CuPy array
+        for a CuPy input; the layering itself runs on the host).
     info : dict, only when ``return_info``
 
     Raises
@@ -802,4 +803,6 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                              f"{100 * (1 - np.mean(li_cols)):.1f} % of the cell's columns")
     if axis != 0:
         labels = np.moveaxis(labels, 0, axis)
+    if array_module(volume) is not np:  # CuPy in, CuPy out
+        labels = to_device(labels, "gpu")
     return (labels, info) if return_info else labels

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._backend import to_device
 from ._errors import InputError
 from .layers import fit_plane, thickness_map
 from .roughness import roughness
@@ -133,7 +134,7 @@ def layer_maps(labels, *, voxel_size_um: float, li_label: int = 2, axis: int = 0
     """
     if voxel_size_um is None or not np.isfinite(voxel_size_um) or voxel_size_um <= 0:
         raise InputError(f"voxel_size_um must be a positive number in um, got {voxel_size_um!r}")
-    lab = np.moveaxis(np.asarray(labels), axis, 0)
+    lab = np.moveaxis(np.asarray(to_device(labels, "cpu")), axis, 0)
     if lab.ndim != 3:
         raise InputError(f"labels must be 3-D, got shape {lab.shape}")
     fp = (lab > 0).any(axis=0) if mask is None else np.asarray(mask, bool)

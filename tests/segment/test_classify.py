@@ -215,7 +215,8 @@ def test_gpu_segmentation_matches_cpu():
     mask = np.ones(v.shape[1:], bool)
     cpu = segment_layers(v, mask=mask, device="cpu")
     gpu = segment_layers(cp.asarray(v), mask=mask, device="gpu")
-    assert np.mean(np.asarray(gpu) == cpu) > 0.999
+    assert isinstance(gpu, cp.ndarray)
+    assert np.mean(cp.asnumpy(gpu) == cpu) > 0.999
 
 
 def test_li_class_rank_for_a_lithium_layer_that_is_not_the_darkest():
