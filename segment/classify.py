@@ -19,6 +19,7 @@ import numpy as np
 from ._backend import array_module, ndimage_module, resolve_device, to_device
 from ._errors import InputError
 from ._seg_features import feature_halo, feature_names, multiscale_features
+from ._seg_chunked import ColumnSample, ExactSum, TileComponents, TileSource, sample_columns, strided_sample
 from ._seg_layering import (bands_to_labels, first_crossing, inclusion_candidates, optimal_bands,
                             optimal_bands_levels)
 
@@ -39,10 +40,14 @@ VOID_NAMES = ("pore", "pores", "void", "air", "background")
 MAX_SAMPLE = 1 << 23  # voxels used for the histogram (a regular sub-sample beyond that)
 
 
+def _sample_step(n_voxels: int) -> int:
+    """Stride of the regular sub-sample along every axis (about MAX_SAMPLE voxels at most)."""
+    return max(1, int(np.ceil((int(n_voxels) / MAX_SAMPLE) ** (1 / 3))))
+
+
 def _subsample(volume, mask=None):
     """Regular strided sub-sample (same for in-memory and Dask inputs) as a host 1-D array."""
-    n = int(np.prod(volume.shape))
-    step = max(1, int(np.ceil((n / MAX_SAMPLE) ** (1 / 3))))
+    step = _sample_step(int(np.prod(volume.shape)))
     sl = (slice(None, None, step),) * 3
     v = volume[sl]
     if hasattr(v, "compute"):
@@ -105,7 +110,11 @@ def threshold_values(volume, *, method: str = "multiotsu", classes: int = 3, mas
         raise InputError(f"threshold method must be one of {THRESHOLD_METHODS}, got {method!r}")
     if int(classes) < 2:
         raise InputError(f"classes must be >= 2, got {classes!r}")
-    v = _subsample(volume, mask)
+    return _thresholds_from_sample(_subsample(volume, mask), method=method, classes=int(classes), nbins=nbins)
+
+
+def _thresholds_from_sample(v, *, method, classes, nbins=256):
+    """Thresholds from a 1-D host sample (float64, finite values)."""
     if v.size < 10 * classes:
         raise InputError(f"too few voxels ({v.size}) to find {classes} intensity classes")
     lo, hi = np.percentile(v, [0.05, 99.95])
@@ -341,10 +350,14 @@ def clean_labels(labels, *, min_size_px: int = 27, keep_largest=(), fill_holes: 
 
 def _footprint(classes_host: np.ndarray, dark_class_set, min_fraction: float = 0.2, erode_px: int = 2) -> np.ndarray:
     """Columns that belong to the cell: enough voxels brighter than the darkest class."""
+    solid = ~np.isin(classes_host, list(dark_class_set))
+    return _footprint_from_fraction(solid.mean(axis=0), min_fraction, erode_px)
+
+
+def _footprint_from_fraction(frac: np.ndarray, min_fraction: float = 0.2, erode_px: int = 2) -> np.ndarray:
+    """Footprint from the per-column fraction of solid voxels (a 2-D map, fits in memory)."""
     from scipy import ndimage
 
-    solid = ~np.isin(classes_host, list(dark_class_set))
-    frac = solid.mean(axis=0)
     fp = frac >= min_fraction
     fp = ndimage.binary_opening(fp, iterations=2)
     fp = ndimage.binary_fill_holes(fp)
@@ -367,17 +380,6 @@ def _normalise_phases(phases) -> tuple[str, ...]:
     return phases
 
 
-def _lateral_smooth(vol, smooth_px, device):
-    """Gaussian smoothing across the layers only (axis 1 and 2), on the chosen device; host result."""
-    dev = resolve_device(device, vol)
-    x = to_device(vol, dev)
-    xp = array_module(x)
-    x = x.astype(xp.float32)
-    if smooth_px and smooth_px > 0:
-        x = ndimage_module(xp).gaussian_filter(x, (0.0, float(smooth_px), float(smooth_px)), mode="reflect")
-    return np.asarray(to_device(x, "cpu"))
-
-
 def _initial_levels(profile, n, li_idx):
     """Start levels from the mean profile: end phases from the end slices, Li at the profile minimum."""
     nz = profile.size
@@ -392,50 +394,60 @@ def _initial_levels(profile, n, li_idx):
     return levels
 
 
-def _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, cache, persist=3):
-    """Place each interface at the first crossing of the mid level, scanning up from the layer below.
+def _interface_sigmas(levels, noise, smooth_px, max_smooth_px):
+    """Lateral smoothing (voxels) per interface, growing with (noise / contrast)^2.
 
-    The crossing must hold for ``persist`` voxels in a row. The lateral smoothing of interface j
-    grows with (noise / contrast)^2 so that each column sees enough averaging across the layers
-    for a low-contrast interface. Returns integer cuts (first voxel of the upper layer) and
-    sub-voxel interface positions (voxel units, voxel i spanning [i, i+1)), plus the smoothing
-    used per interface.
+    Returns the sigma each interface needs and the sigma actually applied (the base
+    smoothing when within 0.05 voxel of it, else rounded to 0.1 voxel).
     """
-    n = len(levels)
-    nz = sm.shape[0]
-    noise = _noise_sigma(host, cuts, fp)
-    out = cuts.copy()
-    sub = cuts.astype(np.float64)
-    sigmas = []
-    for j in range(n - 1):
+    sigmas, used = [], []
+    for j in range(len(levels) - 1):
         delta = levels[j + 1] - levels[j]
         need = (12.0 * noise / max(abs(delta), 1e-30)) ** 2 / (4 * np.pi)
         sig = float(np.clip(np.sqrt(need), smooth_px, max_smooth_px))
         sigmas.append(sig)
-        key = round(sig, 1)
-        if key not in cache:
-            cache[key] = sm if abs(sig - smooth_px) < 0.05 else _lateral_smooth(host, key, device)
-        v = cache[key]
-        mid = 0.5 * (levels[j] + levels[j + 1])
-        lo = np.ascontiguousarray(out[j - 1] if j > 0 else np.zeros_like(out[0]))
-        hi = np.ascontiguousarray(out[j + 1] if j < n - 2 else np.full_like(out[0], nz))
-        first = np.empty_like(out[0])
-        pos = np.empty(out[0].shape, np.float64)
-        first_crossing(np.ascontiguousarray(v), float(mid), float(np.sign(delta)), lo, hi, int(persist),
-                       first, pos)
-        out[j] = first
-        sub[j] = pos
-    return out, sub, sigmas
+        used.append(float(smooth_px) if abs(sig - smooth_px) < 0.05 else round(sig, 1))
+    return sigmas, used
 
 
-def _sample_columns(fp, max_cols: int = 65536):
-    """A regular subset of the footprint columns (all of them when there are few), for statistics."""
-    idx = np.flatnonzero(fp.ravel())
-    if idx.size > max_cols:
-        idx = idx[:: int(np.ceil(idx.size / max_cols))]
-    sub = np.zeros(fp.size, bool)
-    sub[idx] = True
-    return sub.reshape(fp.shape)
+def _refine_pass(src, cuts, levels, used, persist=3, start_levels=None):
+    """Place each interface at the first crossing of the mid level, scanning up from the layer below.
+
+    One pass over the lateral tiles of ``src`` (a :class:`TileSource`); interface j is found on
+    the volume smoothed laterally with ``used[j]`` voxels. The crossing must hold for
+    ``persist`` voxels in a row. With ``start_levels`` = (levels, sigma) the starting cuts of each tile are
+    the ordered least-squares fit with those levels to the volume smoothed with sigma
+    (``cuts`` is then filled with them).
+    Returns integer cuts (first voxel of the upper layer) and sub-voxel interface positions
+    (voxel units, voxel i spanning [i, i+1)).
+    """
+    n = len(levels)
+    nz = src.shape[0]
+    out = np.empty_like(cuts)
+    sub = np.empty(cuts.shape, np.float64)
+    keys = set(used) if start_levels is None else set(used) | {start_levels[1]}
+    keys = sorted(keys)
+    for bounds in src.tiles():
+        y0, y1, x0, x1 = bounds
+        smd = dict(zip(keys, src.read(bounds, keys)[1]))
+        if start_levels is not None:
+            cuts[:, y0:y1, x0:x1] = optimal_bands_levels(smd[start_levels[1]], start_levels[0])
+        o = np.ascontiguousarray(cuts[:, y0:y1, x0:x1])
+        ps = np.empty(o.shape, np.float64)
+        for j in range(n - 1):
+            delta = levels[j + 1] - levels[j]
+            mid = 0.5 * (levels[j] + levels[j + 1])
+            lo = np.ascontiguousarray(o[j - 1] if j > 0 else np.zeros_like(o[0]))
+            hi = np.ascontiguousarray(o[j + 1] if j < n - 2 else np.full_like(o[0], nz))
+            first = np.empty_like(o[0])
+            pos = np.empty(o[0].shape, np.float64)
+            first_crossing(np.ascontiguousarray(smd[used[j]]), float(mid), float(np.sign(delta)), lo, hi,
+                           int(persist), first, pos)
+            o[j] = first
+            ps[j] = pos
+        out[:, y0:y1, x0:x1] = o
+        sub[:, y0:y1, x0:x1] = ps
+    return out, sub
 
 
 def _median_interfaces(cuts, sub, sigmas, fp, smooth_px, nz):
@@ -461,30 +473,41 @@ def _median_interfaces(cuts, sub, sigmas, fp, smooth_px, nz):
     return np.where(fp[None], out, cuts), sub
 
 
-def _noise_sigma(host, cuts, fp, margin=2):
-    """Per-voxel noise from the median absolute deviation inside the band cores (input units)."""
-    fp = _sample_columns(fp)
-    v = np.asarray(host)[:, fp]
-    c = cuts[:, fp]
+def _core_values(v, c, k, n, margin):
+    """Voxels of layer k's core in sampled columns ``v`` (nz, m) with cuts ``c`` (n-1, m)."""
     nz = v.shape[0]
     z = np.arange(nz)[:, None]
-    edges = [np.zeros(v.shape[1], int)] + list(c) + [np.full(v.shape[1], nz)]
+    lo = (c[k - 1] if k > 0 else np.zeros(v.shape[1], int)) + (margin if k > 0 else 0)
+    hi = (c[k] if k < n - 1 else np.full(v.shape[1], nz)) - (margin if k < n - 1 else 0)
+    return v[(z >= lo[None]) & (z < hi[None])]
+
+
+def _noise_sigma(host_s, cuts_s, margin=2):
+    """Per-voxel noise from the median absolute deviation inside the band cores (input units).
+
+    ``host_s`` (nz, m) holds the raw voxels of the sampled columns, ``cuts_s`` (n-1, m) their cuts.
+    """
+    n = cuts_s.shape[0] + 1
     devs = []
-    for k in range(len(edges) - 1):
-        lo = edges[k] + (margin if k > 0 else 0)
-        hi = edges[k + 1] - (margin if k < len(edges) - 2 else 0)
-        sel = (z >= lo[None]) & (z < hi[None])
-        if sel.sum() > 10:
-            x = v[sel]
+    for k in range(n):
+        x = _core_values(host_s, cuts_s, k, n, margin)
+        if x.size > 10:
             devs.append(1.4826 * np.median(np.abs(x - np.median(x))))
     return float(np.median(devs)) if devs else 0.0
 
 
-def _lateral_noise(host) -> float:
-    """Robust per-voxel noise sigma from differences of neighbouring voxels across the layers."""
-    v = np.asarray(to_device(host, "cpu"))
-    step = max(1, int(np.ceil(np.sqrt(v.size / float(1 << 22)))))  # about 4 M differences at most
-    d = np.diff(v[::step, ::step].astype(np.float32), axis=2).ravel()
+def _lateral_noise(volume) -> float:
+    """Robust per-voxel noise sigma from differences of neighbouring voxels across the layers.
+
+    Uses a regular sub-sample of (z, y) rows (about 4 M differences at most); a Dask input
+    reads only those rows.
+    """
+    size = int(np.prod(volume.shape))
+    step = max(1, int(np.ceil(np.sqrt(size / float(1 << 22)))))
+    v = volume[::step, ::step]
+    v = v.compute() if hasattr(v, "dask") else v
+    v = np.asarray(to_device(v, "cpu"))
+    d = np.diff(v.astype(np.float32), axis=2).ravel()
     d = d[np.isfinite(d)]
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
 
@@ -504,39 +527,21 @@ def _check_bands(cuts, fp, phases, li_idx, axis):
                              f"no '{phases[k]}' layer found in its place")
 
 
-def _band_core_spreads(vol, cuts, fp, n, margin=2):
-    """Robust spread (MAD sigma) of each layer's core, NaN for layers with too few voxels."""
-    fp = _sample_columns(fp)
-    v = np.asarray(to_device(vol, "cpu"))[:, fp]
-    c = cuts[:, fp]
-    nz = v.shape[0]
-    z = np.arange(nz)[:, None]
-    edges = [np.zeros(v.shape[1], int)] + list(c) + [np.full(v.shape[1], nz)]
+def _band_core_spreads(host_s, cuts_s, n, margin=2):
+    """Robust spread (MAD sigma) of each layer's core in the sampled columns, NaN for too few voxels."""
     out = []
     for k in range(n):
-        lo = edges[k] + (margin if k > 0 else 0)
-        hi = edges[k + 1] - (margin if k < n - 1 else 0)
-        sel = (z >= lo[None]) & (z < hi[None])
-        if sel.sum() < 100:
-            out.append(np.nan)
-            continue
-        x = v[sel]
-        out.append(1.4826 * float(np.median(np.abs(x - np.median(x)))))
+        x = _core_values(host_s, cuts_s, k, n, margin)
+        out.append(1.4826 * float(np.median(np.abs(x - np.median(x)))) if x.size >= 100 else np.nan)
     return np.array(out)
 
 
-def _band_core_medians(vol, cuts, fp, n, margin=2):
-    fp = _sample_columns(fp)
-    nz = vol.shape[0]
-    z = np.arange(nz)[:, None]
-    v = vol[:, fp]
-    c = cuts[:, fp]
-    edges = [np.zeros(v.shape[1], int)] + [c[k] for k in range(n - 1)] + [np.full(v.shape[1], nz)]
+def _band_core_medians(sm_s, cuts_s, n, margin=2):
+    """Median of each layer's core in the sampled columns (NaN when empty)."""
     out = []
     for k in range(n):
-        lo, hi = edges[k] + (margin if k > 0 else 0), edges[k + 1] - (margin if k < n - 1 else 0)
-        sel = (z >= lo[None]) & (z < hi[None])
-        out.append(float(np.median(v[sel])) if sel.any() else np.nan)
+        x = _core_values(sm_s, cuts_s, k, n, margin)
+        out.append(float(np.median(x)) if x.size else np.nan)
     return np.array(out)
 
 
@@ -544,7 +549,8 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
                    li_class: int | None = None, mask=None, smooth_px: float = 1.0, max_smooth_px: float = 6.0,
                    n_iter: int = 5, refine: bool = True, min_contrast: float = 0.2,
                    max_spread_ratio: float = 2.5, interface_median: bool = True,
-                   min_size_px: int = 27, device: str = "auto", chunks=None, return_info: bool = False):
+                   min_size_px: int = 27, device: str = "auto", chunks=None, tile_px: int | None = None,
+                   out=None, return_info: bool = False):
     """Label the layers of a stacked cell, numbered 1..n in the order of ``phases`` (0 = unassigned).
 
     Automatic methods ("multiotsu", "kmeans"): the threshold classes of the volume smoothed
@@ -606,16 +612,26 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         Where smoothing, thresholds and features run.
     chunks : tuple of int, optional
         Chunk shape for the classifier's block-wise prediction.
+    tile_px : int, optional
+        Lateral tile edge in voxels (automatic methods): the volume is processed in tiles of
+        the full extent along ``axis`` and ``tile_px`` x ``tile_px`` columns (plus a halo of
+        the lateral smoothing radius), so that memory is bounded by the tile, not the
+        volume. Default: the whole volume at once for in-memory arrays, the largest lateral
+        chunk for a Dask (e.g. zarr-backed) volume. The labels are identical for any tiling.
+    out : array-like, optional
+        Array (e.g. a zarr array) of the volume's shape that receives the labels tile by
+        tile; returned instead of a new array. Use it for volumes larger than memory.
     return_info : bool
         Also return a dict: thresholds, phase levels, cut positions ``cuts`` (n-1, y, x) in
         voxels along ``axis`` (band k spans [cut_{k-1}, cut_k)), sub-voxel ``interfaces_px``
-        (n-1, y, x; voxel i spans [i, i+1)), the ``footprint`` (y, x) and the smoothed volume.
+        (n-1, y, x; voxel i spans [i, i+1)), the ``footprint`` (y, x), the number of tiles
+        ``n_tiles`` and, when processed in one piece, the smoothed volume ``smoothed``.
 
     Returns
     -------
     labels : ndarray, uint8, same shape as ``volume``
         1..n in the order of ``phases``, 0 outside the cell and in inclusions (a CuPy array
-        for a CuPy input; the layering itself runs on the host).
+        for a CuPy input; the layering itself runs on the host); ``out`` when given.
     info : dict, only when ``return_info``
 
     Raises
@@ -633,13 +649,16 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
     [5, 7, 18]
     """
     import dask.array as da
-    from scipy import ndimage
 
     phases = _normalise_phases(phases)
     if getattr(volume, "ndim", None) != 3:
         raise InputError(f"volume must be a 3-D array, got shape {getattr(volume, 'shape', None)}")
     if axis not in (0, 1, 2):
         raise InputError(f"axis must be 0, 1 or 2, got {axis!r}")
+    if tile_px is not None and (int(tile_px) != tile_px or int(tile_px) < 1):
+        raise InputError(f"tile_px must be a positive number of voxels, got {tile_px!r}")
+    if out is not None and tuple(getattr(out, "shape", ())) != tuple(volume.shape):
+        raise InputError(f"out has shape {getattr(out, 'shape', None)}, expected the volume's {tuple(volume.shape)}")
     n = len(phases)
     info: dict = {"phases": phases, "axis": axis}
     vol = volume
@@ -656,153 +675,245 @@ def segment_layers(volume, phases=("collector", "li", "electrolyte"), *, axis: i
         if m.shape != tuple(vol.shape[1:]):
             raise InputError(f"mask shape {np.shape(mask)} does not match the volume's plane {tuple(vol.shape[1:])}")
         fp = m
-
+    if tile_px is None and isinstance(vol, da.Array) and not isinstance(method, PixelClassifier):
+        tile_px = max(max(c) for c in vol.chunks[1:])
     if isinstance(method, PixelClassifier):
-        names = tuple(c.lower() for c in method.class_names)
-        missing = [p for p in phases if p not in names]
-        if missing:
-            raise InputError(f"classifier classes {names} do not include the phase(s) {missing}")
-        classes = method.predict(vol, chunks=chunks, device=device)  # 1..m
-        band_class = [names.index(p) + 1 for p in phases]
-        if fp is None:
-            dark = {k + 1 for k, c in enumerate(names) if c in VOID_NAMES} | {0}
-            if li_idx is not None:
-                dark.add(band_class[li_idx])
-            fp = _footprint(classes, dark)
-        if fp.sum() == 0:
-            raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
-        cuts = optimal_bands(classes, band_class)
-        if refine:
-            # sub-voxel interfaces from the intensity profile, with levels from the classified layers
-            host = vol.compute() if isinstance(vol, da.Array) else vol
-            device = resolve_device(device, host)
-            host = np.asarray(to_device(host, "cpu"))
-            sm = _lateral_smooth(host, smooth_px, device)
-            levels = _band_core_medians(sm, cuts, fp, n)
-            if np.all(np.isfinite(levels)):
-                cuts, sub, sig = _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device, {})
-                if interface_median:
-                    cuts, sub = _median_interfaces(cuts, sub, sig, fp, smooth_px, sm.shape[0])
-                info.update(levels=levels.tolist(), interface_smooth_px=sig, interfaces_px=sub)
-        info.setdefault("interfaces_px", cuts.astype(np.float64))
-        labels = bands_to_labels(cuts, classes.shape[0])
-        expected = np.asarray(band_class, np.uint8)[labels - 1]
-        odd = classes != expected
-        info.update(method="classifier", band_class=band_class)
+        src, cuts, fp, classified = _classifier_cuts(vol, method, phases, li_idx, fp, refine=refine,
+                                                 smooth_px=smooth_px, max_smooth_px=max_smooth_px,
+                                                 interface_median=interface_median, chunks=chunks,
+                                                 device=device, info=info)
+        check_odd = ("classes", classified)
     else:
         if method not in THRESHOLD_METHODS:
             raise InputError(f"method must be one of {THRESHOLD_METHODS} or a PixelClassifier, got {method!r}")
-        host = vol.compute() if isinstance(vol, da.Array) else vol
-        device = resolve_device(device, host)  # a CuPy input keeps the smoothing on the GPU
-        host = np.asarray(to_device(host, "cpu"))
-        sm = _lateral_smooth(host, smooth_px, device)
-        t = threshold_values(sm, method=method, classes=n)
-        classes = np.searchsorted(t.astype(sm.dtype), sm, side="right").astype(np.uint8)
-        if fp is None:
-            fp = _footprint(classes, {0})
-        if fp.sum() == 0:
-            raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
-        profile = sm[:, fp].mean(axis=1)
-        if li_class is not None:
-            if li_idx is None:
-                raise InputError(f"li_class given but no 'li' phase in {phases}")
-            if not 0 <= int(li_class) < n:
-                raise InputError(f"li_class must be in 0..{n - 1}, got {li_class!r}")
-        rule_rank = 0 if li_class is None else int(li_class)
-        levels = _initial_levels(profile, n, li_idx if rule_rank == 0 else None)
-        if li_class is not None:  # the user names the lithium intensity class: start from its mean
-            in_class = (classes == int(li_class)) & fp[None]
-            if not in_class.any():
-                raise InputError(f"intensity class {li_class} (0 = darkest of {n}) is empty inside the cell")
-            levels[li_idx] = float(sm[in_class].mean())
-        if li_idx is not None and rule_rank == 0:
-            # the mean profile must dip below the neighbouring layers where lithium is
-            noise0 = _lateral_noise(host)
-            nb = [levels[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n]
-            if min(nb) - levels[li_idx] < min_contrast * noise0:
-                raise InputError(
-                    f"no lithium found: the mean profile along axis {axis} shows no layer darker than "
-                    f"its neighbours (contrast {min(nb) - levels[li_idx]:.3g} < {min_contrast} x noise {noise0:.3g})")
-
-        def check(levels):
-            if li_idx is None:
-                return
-            rank = int(np.argsort(np.argsort(levels))[li_idx])
-            if rank != rule_rank:
-                darkest = int(np.argmin(levels))
-                raise InputError(
-                    f"phase order {','.join(phases)} does not match the data along axis {axis}: the darkest "
-                    f"layer is layer {darkest + 1} of {n} ('{phases[darkest]}'), but lithium "
-                    f"('{phases[li_idx]}') must have intensity rank {rule_rank} (0 = darkest)")
-
-        sm_cache = {}
-        cuts = optimal_bands_levels(sm, levels)  # columns outside the footprint are dropped later
-        for _ in range(max(int(n_iter), 1)):
-            new_cuts, sub, sig = _refine_cuts(host, sm, cuts, levels, fp, smooth_px, max_smooth_px, device,
-                                              sm_cache)
-            done = np.array_equal(new_cuts, cuts)
-            cuts = new_cuts
-            if done:
-                break
-        if interface_median:
-            cuts, sub = _median_interfaces(cuts, sub, sig, fp, smooth_px, sm.shape[0])
-        _check_bands(cuts, fp, phases, li_idx, axis)
-        final = _band_core_medians(sm, cuts, fp, n)
-        thin = _band_core_medians(sm, cuts, fp, n, margin=0)  # for layers too thin to have a core
-        final = np.where(np.isfinite(final), final, thin)
-        if li_idx is not None and rule_rank == 0:
-            noise = _lateral_noise(host)
-            nb = [final[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n and np.isfinite(final[k])]
-            contrast = min(nb) - final[li_idx] if nb else np.inf
-            if abs(contrast) < min_contrast * noise:  # clearly brighter is a wrong order, below
-                raise InputError(
-                    f"no lithium found: the '{phases[li_idx]}' layer is not darker than its neighbours "
-                    f"(contrast {contrast:.3g} < {min_contrast} x noise {noise:.3g})")
-        check(final)
-        spread = _band_core_spreads(host, cuts, fp, n)
-        ok = np.isfinite(spread)
-        if ok.sum() >= 2 and spread[ok].min() > 0:
-            ratio = spread / spread[ok].min()
-            worst = int(np.nanargmax(ratio))
-            if ratio[worst] > max_spread_ratio:
-                raise InputError(
-                    f"phase order {','.join(phases)} does not match the data along axis {axis}: the "
-                    f"'{phases[worst]}' layer mixes phases (intensity spread {ratio[worst]:.1f} times that of "
-                    f"the most uniform layer)")
-        info["layer_spread_ratio"] = (spread / np.nanmin(spread)).tolist() if ok.any() else None
-        info["interface_smooth_px"] = sig
-        info["interfaces_px"] = sub
-        labels = bands_to_labels(cuts, sm.shape[0])
-        # inclusions: voxels of the (unsmoothed) volume closer to another level than to their
-        # layer's by a clear margin, away from the interfaces (partial volume)
-        lv = np.asarray(levels, np.float64)
-        gaps = np.diff(np.sort(lv))
-        half_gap = 0.5 * float(gaps.min()) if gaps.size else 0.0
-        margin = max(half_gap, 3.0 * _noise_sigma(host, cuts, fp))
-        odd = np.empty(labels.shape, bool)
-        inclusion_candidates(np.ascontiguousarray(host), labels, lv, float(margin),
-                             np.ascontiguousarray(cuts), odd)
-        info.update(method=method, thresholds=t.tolist(), levels=levels.tolist(), smoothed=sm)
-
-    if odd.any():
-        lab, nlab = ndimage.label(odd)
-        if nlab:
-            sizes = np.bincount(lab.ravel())
-            big = sizes >= max(int(min_size_px), 1)
-            big[0] = False
-            labels[big[lab]] = 0
-    labels[:, ~fp] = 0
+        src = TileSource(vol, tile_px, device)
+        cuts, fp, levels, margin = _threshold_cuts(
+            src, method, phases, li_idx, fp, li_class=li_class, smooth_px=smooth_px, max_smooth_px=max_smooth_px,
+            n_iter=n_iter, min_contrast=min_contrast, max_spread_ratio=max_spread_ratio,
+            interface_median=interface_median, axis=axis, info=info)
+        check_odd = ("levels", np.asarray(levels, np.float64), float(margin))
+    info["n_tiles"] = src.n_tiles
+    if src.single and "smoothed" not in info and check_odd[0] == "levels":
+        info["smoothed"] = src.full_smoothed(smooth_px)
+    labels, li_any = _write_labels_tiled(src, cuts, fp, check_odd, n, li_idx, min_size_px, axis, volume, out)
     info["footprint"] = fp
     info["cuts"] = cuts
     if li_idx is not None:
         li_cols = (cuts[li_idx] - (cuts[li_idx - 1] if li_idx > 0 else 0))[fp] > 0 if li_idx < n - 1 else \
-            (labels == li_idx + 1).any(axis=0)[fp]
+            li_any[fp]
         info["li_column_fraction"] = float(np.mean(li_cols))
         if np.mean(li_cols) < 0.01:
             raise InputError(f"no lithium found: the '{phases[li_idx]}' layer is empty in "
                              f"{100 * (1 - np.mean(li_cols)):.1f} % of the cell's columns")
-    if axis != 0:
-        labels = np.moveaxis(labels, 0, axis)
-    if array_module(volume) is not np:  # CuPy in, CuPy out
-        labels = to_device(labels, "gpu")
+    if out is None and array_module(volume) is not np and not isinstance(volume, da.Array):
+        labels = to_device(labels, "gpu")  # CuPy in, CuPy out
     return (labels, info) if return_info else labels
+
+
+def _classifier_cuts(vol, clf, phases, li_idx, fp, *, refine, smooth_px, max_smooth_px, interface_median, chunks,
+                     device, info):
+    """Ordered bands agreeing with the classifier's voxel classes (in memory), refined on the intensity."""
+    import dask.array as da
+
+    n = len(phases)
+    names = tuple(c.lower() for c in clf.class_names)
+    missing = [p for p in phases if p not in names]
+    if missing:
+        raise InputError(f"classifier classes {names} do not include the phase(s) {missing}")
+    classes = clf.predict(vol, chunks=chunks, device=device)  # 1..m
+    band_class = [names.index(p) + 1 for p in phases]
+    if fp is None:
+        dark = {k + 1 for k, c in enumerate(names) if c in VOID_NAMES} | {0}
+        if li_idx is not None:
+            dark.add(band_class[li_idx])
+        fp = _footprint(classes, dark)
+    if fp.sum() == 0:
+        raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
+    cuts = optimal_bands(classes, band_class)
+    src = TileSource(vol.compute() if isinstance(vol, da.Array) else vol, None, device)
+    levels = None
+    if refine:
+        # sub-voxel interfaces from the intensity profile, with levels from the classified layers
+        nz = src.shape[0]
+        cols = sample_columns(fp, nz)
+        host_s, sm_s = _gather(src, cols, smooth_px)
+        levels = _band_core_medians(sm_s, cuts.reshape(n - 1, -1)[:, cols], n)
+        if np.all(np.isfinite(levels)):
+            sig, used = _interface_sigmas(levels, _noise_sigma(host_s, cuts.reshape(n - 1, -1)[:, cols]),
+                                          smooth_px, max_smooth_px)
+            cuts, sub = _refine_pass(src, cuts, levels, used)
+            if interface_median:
+                cuts, sub = _median_interfaces(cuts, sub, sig, fp, smooth_px, nz)
+            info.update(levels=levels.tolist(), interface_smooth_px=sig, interfaces_px=sub)
+    info.setdefault("interfaces_px", cuts.astype(np.float64))
+    info.update(method="classifier", band_class=band_class)
+    return src, cuts, fp, (classes, np.asarray(band_class, np.uint8))
+
+
+def _gather(src, cols, smooth_px):
+    """Raw and smoothed values (nz, len(cols)) at the sample columns, in one pass over the tiles."""
+    raw_s, sm_s = ColumnSample(cols, src.shape), ColumnSample(cols, src.shape)
+    for bounds in src.tiles():
+        raw, (sm,) = src.read(bounds, (smooth_px,), raw=True)
+        raw_s.put(bounds, raw)
+        sm_s.put(bounds, sm)
+    return raw_s.values, sm_s.values
+
+
+def _threshold_cuts(src, method, phases, li_idx, fp, *, li_class, smooth_px, max_smooth_px, n_iter, min_contrast,
+                    max_spread_ratio, interface_median, axis, info):
+    """Automatic layering in streaming passes over the lateral tiles of ``src``.
+
+    Returns the cuts (n-1, y, x), the footprint, the phase levels and the inclusion margin.
+    """
+    n = len(phases)
+    nz, ny, nx = src.shape
+    step = _sample_step(nz * ny * nx)
+    sample = strided_sample(src, smooth_px, step).astype(np.float64).ravel()
+    t = _thresholds_from_sample(sample[np.isfinite(sample)], method=method, classes=n)
+    del sample
+    t32 = t.astype(np.float32)
+    if fp is None:  # pass: fraction of solid voxels per column
+        frac = np.empty((ny, nx))
+        for bounds in src.tiles():
+            y0, y1, x0, x1 = bounds
+            (sm,) = src.read(bounds, (smooth_px,))[1]
+            frac[y0:y1, x0:x1] = (np.searchsorted(t32, sm, side="right") != 0).mean(axis=0)
+        fp = _footprint_from_fraction(frac)
+    if fp.sum() == 0:
+        raise InputError("no cell found: every column is dark (is the volume empty or the mask wrong?)")
+    if li_class is not None:
+        if li_idx is None:
+            raise InputError(f"li_class given but no 'li' phase in {phases}")
+        if not 0 <= int(li_class) < n:
+            raise InputError(f"li_class must be in 0..{n - 1}, got {li_class!r}")
+    # pass: exact mean profile over the footprint, lithium-class mean, sample columns
+    cols = sample_columns(fp, nz)
+    raw_s, sm_s = ColumnSample(cols, src.shape), ColumnSample(cols, src.shape)
+    prof = ExactSum(nz)
+    li_sum, li_count = ExactSum(1), 0
+    for bounds in src.tiles():
+        y0, y1, x0, x1 = bounds
+        raw, (sm,) = src.read(bounds, (smooth_px,), raw=True)
+        f = fp[y0:y1, x0:x1]
+        prof.add(sm, f[None])
+        if li_class is not None:
+            in_class = (np.searchsorted(t32, sm, side="right") == int(li_class)) & f[None]
+            li_sum.add(sm.reshape(1, -1), in_class.reshape(1, -1))
+            li_count += int(in_class.sum())
+        raw_s.put(bounds, raw)
+        sm_s.put(bounds, sm)
+    host_s, sm_s = raw_s.values, sm_s.values
+    profile = prof.means(int(fp.sum()))
+    rule_rank = 0 if li_class is None else int(li_class)
+    levels = _initial_levels(profile, n, li_idx if rule_rank == 0 else None)
+    if li_class is not None:  # the user names the lithium intensity class: start from its mean
+        if li_count == 0:
+            raise InputError(f"intensity class {li_class} (0 = darkest of {n}) is empty inside the cell")
+        levels[li_idx] = li_sum.total_mean(li_count)
+    noise0 = None
+    if li_idx is not None and rule_rank == 0:
+        # the mean profile must dip below the neighbouring layers where lithium is
+        noise0 = _lateral_noise(src.volume)
+        nb = [levels[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n]
+        if min(nb) - levels[li_idx] < min_contrast * noise0:
+            raise InputError(
+                f"no lithium found: the mean profile along axis {axis} shows no layer darker than "
+                f"its neighbours (contrast {min(nb) - levels[li_idx]:.3g} < {min_contrast} x noise {noise0:.3g})")
+
+    # ordered least-squares start, then re-placed interfaces until they settle (one pass each)
+    cuts_s = optimal_bands_levels(sm_s, levels)
+    cuts = np.zeros((n - 1, ny, nx), np.int32)
+    for it in range(max(int(n_iter), 1)):
+        sig, used = _interface_sigmas(levels, _noise_sigma(host_s, cuts_s), smooth_px, max_smooth_px)
+        new_cuts, sub = _refine_pass(src, cuts, levels, used,
+                                     start_levels=(levels, float(smooth_px)) if it == 0 else None)
+        done = np.array_equal(new_cuts, cuts)
+        cuts = new_cuts
+        cuts_s = cuts.reshape(n - 1, -1)[:, cols]
+        if done:
+            break
+    if interface_median:
+        cuts, sub = _median_interfaces(cuts, sub, sig, fp, smooth_px, nz)
+        cuts_s = cuts.reshape(n - 1, -1)[:, cols]
+    _check_bands(cuts, fp, phases, li_idx, axis)
+    final = _band_core_medians(sm_s, cuts_s, n)
+    thin = _band_core_medians(sm_s, cuts_s, n, margin=0)  # for layers too thin to have a core
+    final = np.where(np.isfinite(final), final, thin)
+    if li_idx is not None and rule_rank == 0:
+        noise = noise0
+        nb = [final[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n and np.isfinite(final[k])]
+        contrast = min(nb) - final[li_idx] if nb else np.inf
+        if abs(contrast) < min_contrast * noise:  # clearly brighter is a wrong order, below
+            raise InputError(
+                f"no lithium found: the '{phases[li_idx]}' layer is not darker than its neighbours "
+                f"(contrast {contrast:.3g} < {min_contrast} x noise {noise:.3g})")
+    if li_idx is not None:
+        rank = int(np.argsort(np.argsort(final))[li_idx])
+        if rank != rule_rank:
+            darkest = int(np.argmin(final))
+            raise InputError(
+                f"phase order {','.join(phases)} does not match the data along axis {axis}: the darkest "
+                f"layer is layer {darkest + 1} of {n} ('{phases[darkest]}'), but lithium "
+                f"('{phases[li_idx]}') must have intensity rank {rule_rank} (0 = darkest)")
+    spread = _band_core_spreads(host_s, cuts_s, n)
+    ok = np.isfinite(spread)
+    if ok.sum() >= 2 and spread[ok].min() > 0:
+        ratio = spread / spread[ok].min()
+        worst = int(np.nanargmax(ratio))
+        if ratio[worst] > max_spread_ratio:
+            raise InputError(
+                f"phase order {','.join(phases)} does not match the data along axis {axis}: the "
+                f"'{phases[worst]}' layer mixes phases (intensity spread {ratio[worst]:.1f} times that of "
+                f"the most uniform layer)")
+    info["layer_spread_ratio"] = (spread / np.nanmin(spread)).tolist() if ok.any() else None
+    info["interface_smooth_px"] = sig
+    info["interfaces_px"] = sub
+    # inclusions: voxels of the (unsmoothed) volume closer to another level than to their
+    # layer's by a clear margin, away from the interfaces (partial volume)
+    lv = np.asarray(levels, np.float64)
+    gaps = np.diff(np.sort(lv))
+    half_gap = 0.5 * float(gaps.min()) if gaps.size else 0.0
+    margin = max(half_gap, 3.0 * _noise_sigma(host_s, cuts_s))
+    info.update(method=method, thresholds=t.tolist(), levels=levels.tolist())
+    return cuts, fp, levels, margin
+
+
+def _write_labels_tiled(src, cuts, fp, check_odd, n, li_idx, min_size_px, axis, volume, out):
+    """Labels tile by tile: bands, minus inclusions of >= ``min_size_px`` connected voxels
+    (components merged across tiles), 0 outside the footprint. Returns (labels, li-present map)."""
+    nz, ny, nx = src.shape
+    others = [a for a in (0, 1, 2) if a != axis]
+
+    def tile_odd(bounds):
+        """Bands of a tile and its inclusion candidates: voxels whose class (classifier) or
+        value (levels, margin) disagrees with their layer, away from the interfaces."""
+        y0, y1, x0, x1 = bounds
+        c = np.ascontiguousarray(cuts[:, y0:y1, x0:x1])
+        lab = bands_to_labels(c, nz)
+        if check_odd[0] == "classes":
+            classes, band_class = check_odd[1]
+            return lab, classes[:, y0:y1, x0:x1] != band_class[lab - 1]
+        odd = np.empty(lab.shape, bool)
+        inclusion_candidates(src.read(bounds, raw=True)[0], lab, check_odd[1], check_odd[2], c, odd)
+        return lab, odd
+
+    comps = TileComponents(src.shape)
+    for bounds in src.tiles():
+        comps.add(bounds, tile_odd(bounds)[1])
+    if out is None:
+        out = np.zeros(tuple(volume.shape), np.uint8)
+    li_any = np.zeros((ny, nx), bool)
+    for bounds in src.tiles():
+        y0, y1, x0, x1 = bounds
+        lab, odd = tile_odd(bounds)
+        loc, nloc = comps.label(odd)
+        if nloc:
+            lab[comps.large(bounds, nloc, max(int(min_size_px), 1))[loc]] = 0
+        lab[:, ~fp[y0:y1, x0:x1]] = 0
+        if li_idx is not None:
+            li_any[y0:y1, x0:x1] = (lab == li_idx + 1).any(axis=0)
+        idx = [slice(None)] * 3
+        idx[others[0]], idx[others[1]] = slice(y0, y1), slice(x0, x1)
+        out[tuple(idx)] = np.moveaxis(lab, 0, axis)
+    return out, li_any
