@@ -123,3 +123,31 @@ def gaussian_bin_integrals(edges: np.ndarray, centre_kev: float, sigma_kev: floa
 
     z = (edges - centre_kev) / (np.sqrt(2.0) * sigma_kev)
     return 0.5 * np.diff(erf(z))
+
+
+def _interval_weights(pz_edges, a: float, b: float):
+    """Weights on bin-average J for the integral over [a, b]: exact overlaps, plus a linear
+    (central-difference) slope correction for bins only partly inside. [..., n]."""
+    lo = pz_edges[..., :-1]
+    hi = pz_edges[..., 1:]
+    width = hi - lo
+    c_lo = np.clip(lo, a, b)
+    c_hi = np.clip(hi, a, b)
+    ov = np.clip(c_hi - c_lo, 0.0, None)
+    w = ov.copy()
+    u0 = (c_lo - lo) / width
+    u1 = (c_hi - lo) / width
+    g = np.where(ov > 0, 0.5 * ((u1 - 0.5) ** 2 - (u0 - 0.5) ** 2), 0.0)
+    centres = 0.5 * (lo + hi)
+    span = centres[..., 2:] - centres[..., :-2]
+    h = width[..., 1:-1] ** 2 * g[..., 1:-1] / span          # slope term of bins 1..n-2
+    w[..., 2:] += h
+    w[..., :-2] -= h
+    return w
+
+
+def window_weights(pz_edges, low: float, high: float):
+    """Weights on bin-average J giving the valence and core window integrals. [..., n] each."""
+    w_l = _interval_weights(pz_edges, -low, low)
+    w_h = _interval_weights(pz_edges, -high, -low) + _interval_weights(pz_edges, low, high)
+    return w_l, w_h

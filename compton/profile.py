@@ -352,7 +352,8 @@ def emf(pz, J, low: float = 1.0, high: float = 5.0, *, sigma=None, pz_edges=None
         Independent one-sigma uncertainties of ``J``.
     pz_edges : array_like, optional
         Bin edges (a.u., ``pz.size + 1``): treat ``J`` as bin averages (histogram) and
-        integrate the windows over the exact bin overlaps.
+        integrate the windows over the exact bin overlaps (a linear slope correction inside
+        the bins cut by a window edge).
 
     Returns
     -------
@@ -378,8 +379,7 @@ def emf(pz, J, low: float = 1.0, high: float = 5.0, *, sigma=None, pz_edges=None
         pe = np.asarray(pz_edges, np.float64)
         if pe.shape != (pz.size + 1,):
             raise InputError(f"emf: pz_edges needs {pz.size + 1} values, got shape {pe.shape}")
-        f_l, f_h = core.bin_window_fractions(pe, low, high)
-        w_l, w_h = f_l * np.diff(pe), f_h * np.diff(pe)
+        w_l, w_h = core.window_weights(pe, low, high)
     else:
         w_l = core.hat_window_weights(pz, -low, low)
         w_h = core.hat_window_weights(pz, -high, -low) + core.hat_window_weights(pz, low, high)
@@ -469,6 +469,8 @@ def emf_from_spectra(counts, energies_kev, *, e0_kev: float = 115.0, theta_rad=n
     pz_lo = pz_from_energy(edges[:-1][None, :], e0_kev, th_u[:, None]).min(axis=0)
     pz_hi = pz_from_energy(edges[1:][None, :], e0_kev, th_u[:, None]).max(axis=0)
     used = (pz_lo < high) & (pz_hi > -high)
+    used[1:] |= used[:-1].copy()                              # one neighbour each side for the
+    used[:-1] |= used[1:].copy()                              # slope correction at the edges
     if not used.any():
         raise InputError(f"energy axis {edges[0]:g}..{edges[-1]:g} keV does not cover |p_z| <= {high} a.u. at E0={e0_kev} keV")
     side_idx = None
@@ -486,9 +488,9 @@ def emf_from_spectra(counts, energies_kev, *, e0_kev: float = 115.0, theta_rad=n
     # per-angle weights (only a few distinct angles in practice: one per detector column)
     inv = np.searchsorted(th_u, theta)
     pz_e = pz_from_energy(sub[None, :], e0_kev, th_u[:, None])
-    f_l, f_h = core.bin_window_fractions(pz_e, low, high)
-    k = _correction(centres[None, :], e0_kev, th_u[:, None], absorption)
-    w_l, w_h = f_l / k, f_h / k
+    wj_l, wj_h = core.window_weights(pz_e, low, high)         # weights on bin-average J
+    kd = _correction(centres[None, :], e0_kev, th_u[:, None], absorption) * np.diff(pz_e, axis=1)
+    w_l, w_h = wj_l / kd, wj_h / kd                           # weights on counts
     if side_idx is not None:
         s = side_idx - i0
         m_sub = m_all[i0:i1]

@@ -134,9 +134,9 @@ def expected_spectrum(composition, energies_kev, *, e0_kev: float = 115.0,
         from scipy.ndimage import gaussian_filter1d
 
         comp = gaussian_filter1d(comp, sig / step, mode="constant")
-        cum = np.concatenate([[0.0], np.cumsum(comp)])
-        comp = np.diff(np.interp(edges, fine[: cum.size], cum))
-    spec = comp
+    # rebin the fine grid (which stops below E0) onto the requested edges
+    cum = np.concatenate([[0.0], np.cumsum(comp)])
+    spec = np.diff(np.interp(edges, fine, cum))
     if background_per_kev:
         spec = spec + background_per_kev * np.diff(edges)
     width = 0.05 if sig is None else sig
