@@ -18,10 +18,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 MODE_NONE = 0
 MODE_DISCRIMINATE = 1
 MODE_ADD = 2
+_KEY_BUFFER = 1 << 15  # histogram cells buffered per block before they are added
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -43,11 +45,26 @@ def _bin_index(e, edges, inv_bw):
 
 
 @njit(cache=True, nogil=True)
-def _record(t, q, e, edges, inv_bw, hist, accepted):
+def _record(t, q, e, edges, inv_bw, keys, nk, accepted):
+    """Accept an event of energy ``e`` at pixel ``q``; its histogram cell goes to ``keys``."""
     accepted[t, q] += 1
     b = _bin_index(e, edges, inv_bw)
     if b >= 0:
-        hist[t, q, b] += 1
+        keys[nk] = np.int64(q) * (edges.shape[0] - 1) + b
+        nk += 1
+    return nk
+
+
+@njit(cache=True, nogil=True)
+def _flush(hist_t, keys, nk):
+    """Add the buffered histogram cells ``keys[:nk]`` to ``hist_t`` (flat [npix * bins]).
+
+    A tight loop of independent increments: the cache misses of the large histogram overlap
+    instead of stalling the event logic one by one.
+    """
+    for k in range(nk):
+        hist_t[keys[k]] += 1
+    return 0
 
 
 @njit(cache=True, nogil=True)
@@ -56,33 +73,41 @@ def _block(
     next_frame, mode, half, edges, inv_bw, hist, found, rejected, accepted,
 ):
     w = cols + 4  # hit map padded by 2 pixels on every side: no bounds checks in windows
+    npix = rows * cols  # a multiple of 6400, so of 8: whole 8-byte words, never across rows
     hitmap = np.full((rows + 4) * w, -1, np.int32)  # padded pixel -> index in the hit list
-    hit_pix = np.empty(rows * cols, np.int32)  # true pixel index of each hit
-    hit_pad = np.empty(rows * cols, np.int32)  # padded pixel index of each hit
-    hit_e = np.empty(rows * cols, np.float64)  # energy (keV) or ADU of each hit
-    stack = np.empty(rows * cols, np.int32)
-    members = np.empty(rows * cols, np.int32)
+    hit_pix = np.empty(npix, np.int32)  # true pixel index of each hit
+    hit_pad = np.empty(npix, np.int32)  # padded pixel index of each hit
+    hit_e = np.empty(npix, np.float64)  # energy (keV) or ADU of each hit
+    stack = np.empty(npix, np.int32)
+    members = np.empty(npix, np.int32)
+    above = np.zeros(npix, np.uint8)  # candidate flags of one frame (storage order)
+    words = above.view(np.uint64)  # ... read 8 at a time
+    nzw = np.empty(npix // 8, np.int32)  # indices of the non-zero words of a frame
+    hist_t = hist[t].reshape(-1)  # this block's partial histogram, flat [npix * bins]
+    keys = np.empty(max(_KEY_BUFFER, 2 * npix), np.int64)  # buffered histogram cells
+    nk = 0
     nbr = np.array([-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1], np.int32)
     for f in range(f0, f1):
+        # pass 1 (SIMD): candidate flags ``raw >= fast_cut`` of the whole frame
+        for i in range(npix):
+            above[i] = frames[f, i] >= fast_cut[i]
+        # pass 2: the few non-zero 8-pixel words -> compact hit list (exact test ``raw >= cut``)
+        nw = 0
+        for j in range(npix // 8):  # branch-free compaction of the non-zero words
+            nzw[nw] = j
+            nw += words[j] != 0
         nh = 0
-        for r in range(rows):
-            base = r * cols
-            # fast pre-test (SIMD): any candidate in this row?
-            any_hit = 0
-            for s in range(cols):
-                any_hit += frames[f, base + s] >= fast_cut[base + s]
-            if any_hit == 0:
-                continue
-            seen = 0
-            for s in range(cols):
-                i = base + s
+        for jj in range(nw):
+            j = nzw[jj]
+            word = words[j]
+            while word != 0:
+                i = 8 * j + (trailing_zeros(word) >> 3)
+                word &= word - np.uint64(1)  # clear this flag's bit
                 raw = frames[f, i]
-                if raw < fast_cut[i]:
-                    continue
-                seen += 1
                 if raw >= cut[i]:
-                    c = colmap[s]
-                    p = base + c
+                    r = i // cols
+                    c = colmap[i - r * cols]
+                    p = r * cols + c
                     found[t, p] += 1
                     before = False
                     if next_frame:
@@ -102,13 +127,11 @@ def _block(
                         hit_pad[nh] = q
                         hit_e[nh] = v
                         nh += 1
-                if seen == any_hit:
-                    break  # all candidates of this row done
         if nh == 0:
             continue
         if mode == MODE_NONE:
             for k in range(nh):
-                _record(t, hit_pix[k], hit_e[k], edges, inv_bw, hist, accepted)
+                nk = _record(t, hit_pix[k], hit_e[k], edges, inv_bw, keys, nk, accepted)
         elif mode == MODE_DISCRIMINATE:
             for k in range(nh):
                 q0 = hit_pad[k]
@@ -118,7 +141,7 @@ def _block(
                     for dc in range(-half, half + 1):
                         n_in += hitmap[row0 + dc] >= 0
                 if n_in == 1:  # only itself
-                    _record(t, hit_pix[k], hit_e[k], edges, inv_bw, hist, accepted)
+                    nk = _record(t, hit_pix[k], hit_e[k], edges, inv_bw, keys, nk, accepted)
                 else:
                     rejected[t, hit_pix[k]] += 1
         else:  # MODE_ADD: 8-connected clusters summed into their largest pixel
@@ -144,7 +167,7 @@ def _block(
                             stack[top] = qq
                             top += 1
                 if n == 1:
-                    _record(t, hit_pix[k], hit_e[k], edges, inv_bw, hist, accepted)
+                    nk = _record(t, hit_pix[k], hit_e[k], edges, inv_bw, keys, nk, accepted)
                     continue
                 # sort members by true pixel index (insertion sort: clusters are small)
                 for a in range(1, n):
@@ -165,9 +188,12 @@ def _block(
                     m = members[a]
                     if m != best:
                         rejected[t, hit_pix[m]] += 1
-                _record(t, hit_pix[best], total, edges, inv_bw, hist, accepted)
+                nk = _record(t, hit_pix[best], total, edges, inv_bw, keys, nk, accepted)
         for k in range(nh):
             hitmap[hit_pad[k]] = -1
+        if nk > keys.shape[0] - npix:  # room for one more frame (at most one event per pixel)
+            nk = _flush(hist_t, keys, nk)
+    _flush(hist_t, keys, nk)
 
 
 @njit(cache=True, nogil=True, parallel=True)
