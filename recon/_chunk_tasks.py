@@ -36,6 +36,7 @@ class _Job:
     algorithm: str
     filter_name: str
     rings: str | None
+    ring_options: dict
     zingers: bool
     phase: dict | None
     flat_method: str
@@ -114,7 +115,7 @@ def _sinograms(job: _Job, row0: int, row1: int, *, overlap_only: bool = False):
             "all": stripes.remove_all_stripes,
             "fw": stripes.remove_stripes_fw,
         }[job.rings]
-        sino = remover(sino)
+        sino = remover(sino, **(job.ring_options or {}))
     return sino, np.asarray(theta, dtype=np.float64)
 
 
@@ -214,8 +215,18 @@ def _execute(job: _Job, todo: list[int], *, workers: int, bar) -> None:
         dask.compute(*tasks, scheduler="threads", num_workers=workers)
 
 
-def _find_geometry(job: _Job, mid_row: int, *, center, extended: bool, out_stem: Path):
-    """Overlap (360 scans) and centre from one middle row; returns (job, center, info)."""
+#: rows around the middle used by the automatic centre (median of per-row estimates)
+CENTER_BAND_ROWS = 9
+
+
+def _find_geometry(job: _Job, mid_row: int, *, center, extended: bool, out_stem: Path,
+                   row_range: tuple[int, int] | None = None):
+    """Overlap (360 scans) and centre around the middle row; returns (job, center, info).
+
+    The automatic centre is the median of the per-row estimates over a band of up to
+    ``CENTER_BAND_ROWS`` contiguous rows (read once), which tames the noise of a single row
+    (about a quarter pixel on small, noisy sinograms) and ignores an outlier row.
+    """
     info: dict = {}
     sino360 = None
     if extended:
@@ -241,8 +252,15 @@ def _find_geometry(job: _Job, mid_row: int, *, center, extended: bool, out_stem:
         else:
             from .center import find_center
 
-            center_value = float(find_center(sino2d, theta))
-            info["center_method"] = "find_center(method='auto') on the middle row"
+            lo, hi = row_range if row_range is not None else (mid_row, mid_row + 1)
+            band0 = max(lo, mid_row - CENTER_BAND_ROWS // 2)
+            band1 = min(hi, band0 + CENTER_BAND_ROWS)
+            band, band_theta = _sinograms(job, band0, band1)
+            band = np.asarray(to_device(band, "cpu"), dtype=np.float32)
+            per_row = [float(find_center(band[:, i], band_theta)) for i in range(band.shape[1])]
+            center_value = float(np.median(per_row))
+            info["center_method"] = (f"median of find_center(method='auto') over rows {band0}-{band1 - 1}")
+            info["center_per_row"] = per_row
         from .center import center_quicklook
 
         png = Path(f"{out_stem}_center.png")

@@ -177,6 +177,27 @@ def _jsonable(obj):
 
 
 # ----------------------------------------------------------------------------- public API
+def _check_ring_options(rings, options) -> dict:
+    """Validate the stripe remover's keyword options against its signature."""
+    import inspect
+
+    from . import stripes
+
+    if not options:
+        return {}
+    if rings is None:
+        raise InputError("ring options were given without a ring removal method (rings=None)")
+    func = {"sorting": stripes.remove_stripes_sorting, "all": stripes.remove_all_stripes,
+            "fw": stripes.remove_stripes_fw}[rings]
+    allowed = [name for name, par in inspect.signature(func).parameters.items()
+               if par.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InputError(f"ring option(s) {unknown} are not options of {func.__name__}; "
+                         f"expected some of {allowed}")
+    return dict(options)
+
+
 def reconstruct_to_zarr(
     source,
     out_path,
@@ -185,6 +206,7 @@ def reconstruct_to_zarr(
     algorithm: str = "fourier",
     filter_name: str = "ramp",
     rings: str | None = None,
+    ring_options: dict | None = None,
     zingers: bool = False,
     phase: dict | None = None,
     flat_method: str = "mean",
@@ -223,6 +245,11 @@ def reconstruct_to_zarr(
     rings : {None, "sorting", "all", "fw"}
         Stripe (ring) removal on the sinograms: sorting-based, the combined method, or
         Fourier-wavelet.
+    ring_options : dict, optional
+        Keyword options of the stripe remover (``recon.remove_stripes_sorting``,
+        ``recon.remove_all_stripes`` or ``recon.remove_stripes_fw``), e.g. ``{"size": 9}``:
+        the sorting filter's default width (21 px) suits ~2k-pixel detectors and biases
+        the values of small, axially symmetric samples; use a few pixels for narrow scans.
     zingers : bool
         Remove zingers with a 3 x 3 median test on the normalised projections.
     phase : dict, optional
@@ -294,6 +321,7 @@ def reconstruct_to_zarr(
     _check_choice("algorithm", algorithm, ALGORITHMS)
     _check_choice("filter_name", filter_name, FILTER_NAMES)
     _check_choice("rings", rings, RINGS)
+    ring_options = _check_ring_options(rings, ring_options)
     _check_choice("flat_method", flat_method, FLAT_METHODS)
     limit = parse_memory(memory_limit)
     phase = _check_phase(phase)
@@ -336,6 +364,7 @@ def reconstruct_to_zarr(
         "algorithm": algorithm,
         "filter_name": filter_name,
         "rings": rings,
+        "ring_options": ring_options,
         "zingers": bool(zingers),
         "phase": phase,
         "flat_method": flat_method,
@@ -373,6 +402,7 @@ def reconstruct_to_zarr(
         algorithm=algorithm,
         filter_name=filter_name,
         rings=rings,
+        ring_options=ring_options,
         zingers=bool(zingers),
         phase=phase,
         flat_method=flat_method,
@@ -409,7 +439,7 @@ def reconstruct_to_zarr(
         mid = (row0 + row1 - 1) // 2
         try:
             job, center_value, width, center_info = _find_geometry(
-                job, mid, center=center, extended=is360, out_stem=stem
+                job, mid, center=center, extended=is360, out_stem=stem, row_range=(row0, row1)
             )
         except InputError as exc:
             raise _with_context(exc, job, mid, mid + 1) from exc

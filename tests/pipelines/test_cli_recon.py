@@ -162,6 +162,8 @@ def test_bad_options_one_line(tmp_path):
     assert_one_line_error(res, "--delta-beta")
     res = run_cli("recon", scan, "-o", tmp_path / "o.zarr", "--phase-distance-mm", "100", "--delta-beta", "50")
     assert_one_line_error(res, "scan.h5", "energy_kev")  # the file has no energy or pixel size
+    res = run_cli("recon", scan, "-o", tmp_path / "o.zarr", "--rings", "fw", "--ring-size", "5")
+    assert_one_line_error(res, "--ring-size", "sorting")
     assert not (tmp_path / "o.zarr").exists()
 
 

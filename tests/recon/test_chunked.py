@@ -70,7 +70,7 @@ def disc_scan(n_angles=N_ANGLES, n_rows=N_ROWS, width=WIDTH, center=CENTER, *, s
     )
 
 
-def in_memory_volume(proj, center, *, zingers=False, rings=None, algorithm="fourier"):
+def in_memory_volume(proj, center, *, zingers=False, rings=None, algorithm="fourier", ring_options=None):
     """The whole stack through the chain in one go (no chunks)."""
     from recon.algorithms import reconstruct
     from recon.prep import minus_log, normalize, remove_zingers
@@ -82,7 +82,8 @@ def in_memory_volume(proj, center, *, zingers=False, rings=None, algorithm="four
     if rings is not None:
         from recon import stripes
 
-        sino = {"sorting": stripes.remove_stripes_sorting, "all": stripes.remove_all_stripes}[rings](sino)
+        remover = {"sorting": stripes.remove_stripes_sorting, "all": stripes.remove_all_stripes}[rings]
+        sino = remover(sino, **(ring_options or {}))
     return np.asarray(reconstruct(sino, proj.theta_rad, center, algorithm=algorithm, device="cpu"))
 
 
@@ -350,6 +351,8 @@ def test_refuses_foreign_outputs(tmp_path, scan):
         ({"phase": {"distance_mm": 100}}, "delta_beta"),
         ({"phase": {"distance_mm": -1, "delta_beta": 100}}, "distance_mm"),
         ({"device": "tpu"}, "device"),
+        ({"ring_options": {"size": 5}}, "without a ring removal method"),
+        ({"rings": "sorting", "ring_options": {"sigma": 2}}, "not options of remove_stripes_sorting"),
     ],
 )
 def test_bad_parameters(tmp_path, scan, kwargs, match):
@@ -466,6 +469,12 @@ def test_rings_option_matches_whole_stack(tmp_path, scan, needs_recon):
                               progress=False, device="cpu")
     ref = in_memory_volume(scan, CENTER, rings="sorting")
     np.testing.assert_allclose(open_volume(out)[0].compute(), ref, atol=1e-5 * np.abs(ref).max())
+    # options reach the remover: a 5-px sorting filter gives another, equally chunk-exact result
+    out5 = reconstruct_to_zarr(scan, tmp_path / "s5.zarr", center=CENTER, rings="sorting",
+                               ring_options={"size": 5}, rows_per_chunk=4, progress=False, device="cpu")
+    ref5 = in_memory_volume(scan, CENTER, rings="sorting", ring_options={"size": 5})
+    np.testing.assert_allclose(open_volume(out5)[0].compute(), ref5, atol=1e-5 * np.abs(ref5).max())
+    assert np.abs(ref5 - ref).max() > 1e-4 * np.abs(ref).max()
 
 
 class _CountingRows:
