@@ -33,7 +33,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
             "EmfResult",
         ],
         "geometry": ["Geometry", "read_geometry"],
-        "correlative": ["region_spectra", "component_fractions", "unmix", "correlative_emf", "Unmixed"],
+        "correlative": ["align_spectra", "region_spectra", "component_fractions", "unmix", "correlative_emf", "Unmixed"],
         "concentration": ["EmfCalibration", "fit_emf_calibration"],
         "simulate": [
             "simulate_spectrum",
