@@ -25,6 +25,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
             "klein_nishina",
             "transmittance",
             "deconvolve_resolution",
+            "subtract_background",
             "compton_profile",
             "emf",
             "emf_from_spectra",

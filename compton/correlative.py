@@ -89,15 +89,20 @@ def align_spectra(counts, energies_kev, theta_rad, *, e0_kev: float = 115.0,
     flat = c.reshape(-1, c.shape[-1])
     out = np.empty_like(flat)
     centres = 0.5 * (edges[1:] + edges[:-1])
-    # p_z -> energy at the reference angle, by interpolation on a fine monotonic table
-    top = compton_energy(e0_kev, 0.0) * 0.99999
-    grid = np.linspace(edges[0] - 20.0, min(edges[-1] + 20.0, top), 20001)
+    # p_z -> energy at the reference angle, by interpolation on a fine monotonic table;
+    # only the Compton peak moves: full shift for |p_z| <= 30 a.u., blended to none at 40 a.u.
+    grid = np.linspace(max(1.0, 0.2 * compton_energy(e0_kev, ref)), e0_kev * 0.99999, 40001)
     pz_ref = pz_from_energy(grid, e0_kev, ref)
     k_ref = _correction(centres, e0_kev, ref, absorption)
     for th in np.unique(theta):
         sel = theta == th
-        mapped = np.interp(pz_from_energy(edges, e0_kev, th), pz_ref, grid)
-        k_ratio = k_ref / _correction(centres, e0_kev, th, absorption)
+        pz_e = np.where(edges > 0, pz_from_energy(np.clip(edges, 1e-9, None), e0_kev, th), -np.inf)
+        blend = np.clip((40.0 - np.abs(pz_e)) / 10.0, 0.0, 1.0)
+        blend[edges >= e0_kev * 0.99999] = 0.0
+        mapped = edges + blend * (np.interp(np.clip(pz_e, pz_ref[0], pz_ref[-1]), pz_ref, grid) - edges)
+        mapped = np.maximum.accumulate(mapped)
+        blend_c = 0.5 * (blend[1:] + blend[:-1])
+        k_ratio = (k_ref / _correction(centres, e0_kev, th, absorption)) ** blend_c
         cum = np.concatenate([np.zeros((sel.sum(), 1)), np.cumsum(flat[sel] * k_ratio, axis=1)], axis=1)
         moved = np.stack([np.interp(edges, mapped, row) for row in cum])
         out[sel] = np.diff(moved, axis=1)
@@ -210,7 +215,7 @@ def unmix(region_spectra, fractions, *, variance=None, weighted: bool = True) ->
     return Unmixed(spectra=x, sigma=sig, cov=cov)
 
 
-def correlative_emf(region_spectra, fractions, energies_kev, *, names=None, **kwargs):
+def correlative_emf(region_spectra, fractions, energies_kev, *, names=None, variance=None, **kwargs):
     """Unmix region spectra and report each component's EMF with its uncertainty.
 
     Parameters
@@ -221,6 +226,8 @@ def correlative_emf(region_spectra, fractions, energies_kev, *, names=None, **kw
         Bin centres or edges (keV).
     names : sequence of str, optional
         Component names (default ``component0``...).
+    variance : array [R, bins], optional
+        Variances of the region spectra (default: the counts).
     **kwargs
         Passed to :func:`compton.emf_from_spectra` (e0_kev, theta_rad, low, high, background...).
 
@@ -232,7 +239,7 @@ def correlative_emf(region_spectra, fractions, energies_kev, *, names=None, **kw
     """
     from .profile import emf_from_spectra
 
-    un = unmix(region_spectra, fractions)
+    un = unmix(region_spectra, fractions, variance=variance)
     res = emf_from_spectra(un.spectra, energies_kev, variance=un.variance, **kwargs)
     names = names or [f"component{i}" for i in range(un.spectra.shape[0])]
     rows = [{"name": n, "emf": float(res.emf[i]), "sigma": float(res.sigma[i]),

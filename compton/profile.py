@@ -238,6 +238,50 @@ def _background_matrix(edges, *, background, sidebands_kev, lines_kev, fwhm_kev)
     return b
 
 
+def subtract_background(counts, energies_kev, *, sidebands_kev, degree: int = 1,
+                        lines_kev=tuple(DETECTOR_LINES_KEV.values()), fwhm_kev: float = 0.8,
+                        variance=None):
+    """Subtract a side-band background fit (polynomial + fixed lines) from every spectrum.
+
+    Parameters
+    ----------
+    counts : array [..., bins]
+        Spectra (counts).
+    energies_kev : array
+        Bin centres or edges (keV).
+    sidebands_kev : list of (float, float)
+        Energy bands (keV) free of Compton signal.
+    degree : int
+        Polynomial degree in energy (0 constant, 1 linear, ...).
+    lines_kev : sequence of float
+        Line energies (keV) fitted as Gaussians of ``fwhm_kev`` when inside a side band.
+    fwhm_kev : float
+        Detector resolution FWHM (keV).
+    variance : array [..., bins], optional
+        Count variances (default the counts).
+
+    Returns
+    -------
+    net : ndarray float64 [..., bins]
+        Counts minus the fitted background.
+    variance : ndarray float64 [..., bins]
+        Per-bin variance of ``net`` (Poisson, background fit included; bin-to-bin covariances
+        through the shared fit are not returned).
+    """
+    c = np.asarray(counts, np.float64)
+    edges = core.edges_from_axis(energies_kev, c.shape[-1])
+    v = np.clip(c, 0, None) if variance is None else np.asarray(variance, np.float64)
+    side, p, m_all = core.background_operator(edges, sidebands_kev, degree=int(degree),
+                                              lines_kev=lines_kev, fwhm_kev=fwhm_kev)
+    b = m_all @ p                                                # [bins, n_side]
+    net = c - c[..., side] @ b.T
+    var = v + v[..., side] @ (b**2).T
+    diag = np.zeros(c.shape[-1])
+    diag[side] = b[side, np.arange(side.size)]
+    var -= 2 * diag * v
+    return net, np.clip(var, 0, None)
+
+
 def compton_profile(spectrum, energies_kev, e0_kev: float = 115.0, theta_rad: float = np.pi / 2, *,
                     pz_max: float = 7.0, background=None, sidebands_kev=None,
                     lines_kev=tuple(DETECTOR_LINES_KEV.values()), fwhm_kev: float = 0.8,

@@ -214,7 +214,8 @@ def simulate_cube(compositions, labels, energies_kev, *, geometry=None, counts_p
     counts_per_pixel : float or array [rows, cols]
         Expected Compton counts per pixel.
     noise, seed, **kwargs
-        As in :func:`simulate_spectrum`.
+        As in :func:`simulate_spectrum`; ``background_per_kev``, ``lines`` and
+        ``elastic_counts`` are counts per pixel (not scaled with ``counts_per_pixel``).
 
     Returns
     -------
@@ -237,6 +238,9 @@ def simulate_cube(compositions, labels, energies_kev, *, geometry=None, counts_p
     n_pix = np.broadcast_to(np.asarray(counts_per_pixel, np.float64), labels.shape)
     expect = np.zeros((*labels.shape, edges.size - 1))
     th_round = np.round(theta, 6)
+    extra_keys = ("background_per_kev", "lines", "elastic_counts")
+    extra_kw = {k: kwargs[k] for k in extra_keys if kwargs.get(k)}
+    compton_kw = {k: v for k, v in kwargs.items() if k not in extra_keys}
     for lab in np.unique(labels):
         comp = compositions[lab]
         if comp is None:
@@ -245,8 +249,11 @@ def simulate_cube(compositions, labels, energies_kev, *, geometry=None, counts_p
         for th in np.unique(th_round[sel]):
             m = sel & (th_round == th)
             spec = expected_spectrum(comp, edges, e0_kev=geometry.e0_kev, theta_rad=float(th),
-                                     counts=1.0, **kwargs)
+                                     counts=1.0, **compton_kw)
             expect[m] = n_pix[m][:, None] * spec[None, :]
+    if extra_kw:   # background and lines: counts per pixel, not scaled by the Compton counts
+        expect += expected_spectrum("Li", edges, e0_kev=geometry.e0_kev, counts=0.0,
+                                    fwhm_kev=kwargs.get("fwhm_kev", 0.8), **extra_kw)
     if noise:
         counts = np.random.default_rng(seed).poisson(np.clip(expect, 0, None)).astype(np.uint32)
     else:

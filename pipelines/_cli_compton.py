@@ -176,23 +176,32 @@ def run(args) -> int:
     stem = out.with_suffix("") if out.suffix else out
     regions, components = [], []
     theta_ref = float(np.mean(theta_map))
-    aligned = None
+    aligned = aligned_var = None
     if args.regions or not args.no_figures:
-        # every pixel's spectrum on the energy axis of the mean angle, so sums do not blur
-        aligned = compton.align_spectra(cube.counts, cube.bin_edges_kev, theta_map, e0_kev=e0,
-                                        theta_ref_rad=theta_ref)
+        # background-subtracted per pixel (the fluorescence lines do not move with the angle),
+        # then every pixel's Compton signal on the energy axis of the mean angle so sums do not blur
+        net, var = cube.counts.astype(np.float64), None
+        if kw["background"]:
+            degree = {"constant": 0, "linear": 1, "quadratic": 2}[kw["background"]]
+            net, var = compton.subtract_background(net, cube.bin_edges_kev, sidebands_kev=args.sideband,
+                                                   degree=degree, fwhm_kev=args.fwhm)
+        var = np.clip(net, 0, None) if var is None else var
+        aligned = compton.align_spectra(net, cube.bin_edges_kev, theta_map, e0_kev=e0, theta_ref_rad=theta_ref)
+        aligned_var = compton.align_spectra(var, cube.bin_edges_kev, theta_map, e0_kev=e0,
+                                            theta_ref_rad=theta_ref)
     if args.regions:
         lab = _read_labels(args.regions, shape)
         regions = _region_table(res, lab)
         _write_rows(Path(f"{stem}_regions.csv"), regions)
         print(f"wrote {stem}_regions.csv")
         if args.fractions:
-            components = _components(args, cube, aligned, lab, theta_ref, e0, kw)
-            _write_rows(Path(f"{stem}_components.csv"), [{k: v for k, v in c.items() if k != "spectrum"}
+            components = _components(args, cube, aligned, aligned_var, lab, theta_ref, e0, kw)
+            _write_rows(Path(f"{stem}_components.csv"), [{k: v for k, v in c.items() if k not in ("spectrum", "variance")}
                                                          for c in components])
             print(f"wrote {stem}_components.csv")
     if not args.no_figures:
-        for path in write_figures(cube, res, stem, summed=aligned.sum(axis=(0, 1)), theta_ref_rad=theta_ref,
+        for path in write_figures(cube, res, stem, summed=aligned.sum(axis=(0, 1)),
+                                  summed_var=aligned_var.sum(axis=(0, 1)), theta_ref_rad=theta_ref,
                                   e0_kev=e0, kw=kw, components=components):
             print(f"wrote {path}")
     return 0
@@ -212,7 +221,7 @@ def _region_table(res, lab):
     return rows
 
 
-def _components(args, cube, aligned, lab, theta, e0, kw):
+def _components(args, cube, aligned, aligned_var, lab, theta, e0, kw):
     import numpy as np
 
     import compton
@@ -227,11 +236,13 @@ def _components(args, cube, aligned, lab, theta, e0, kw):
     spectra = compton.region_spectra(aligned, lab)
     if reg.min() < 0 or reg.max() >= spectra.shape[0]:
         raise compton.InputError(f"{args.fractions}: region {reg.max()} is not in the region map")
-    kw = {k: v for k, v in kw.items() if k != "device"}
+    variance = np.clip(compton.region_spectra(aligned_var, lab), 1.0, None)
+    kw = {k: v for k, v in kw.items() if k not in ("device", "background", "sidebands_kev")}
     out, un = compton.correlative_emf(spectra[reg], vals[:, 1:], cube.bin_edges_kev, names=head[1:],
-                                      e0_kev=e0, theta_rad=theta, **kw)
+                                      variance=variance[reg], e0_kev=e0, theta_rad=theta, **kw)
     for i, row in enumerate(out):
         row["spectrum"] = un.spectra[i]
+        row["variance"] = un.variance[i]
     return out
 
 
@@ -260,7 +271,7 @@ def _write_zarr(out: Path, arrays: dict, attrs: dict, *, overwrite: bool) -> Non
                             "sigma_li_x": "Li per formula unit"}.get(name, "a.u.")
 
 
-def write_figures(cube, res, stem, *, summed, theta_ref_rad, e0_kev, kw, components=()) -> list[Path]:
+def write_figures(cube, res, stem, *, summed, summed_var, theta_ref_rad, e0_kev, kw, components=()) -> list[Path]:
     """``<stem>_maps.png`` (EMF and sigma maps) and ``<stem>_profiles.png`` (profiles of the
     aligned summed spectrum and of the unmixed components, with the valence and core windows
     shaded)."""
@@ -282,24 +293,25 @@ def write_figures(cube, res, stem, *, summed, theta_ref_rad, e0_kev, kw, compone
         fig.colorbar(im, ax=ax, label=label)
         ax.set_xlabel("column (250 um pixels)")
         ax.set_ylabel("row")
-        ax.set_title(f"{label}, windows |pz|<={res.low:g} / {res.low:g}<|pz|<={res.high:g} a.u.")
+        ax.set_title(label)
+    fig.suptitle(f"EMF = J over |p_z| <= {res.low:g} / J over {res.low:g} < |p_z| <= {res.high:g} a.u.")
     fig.tight_layout()
     fig.savefig(maps_png, dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     theta = theta_ref_rad
-    pkw = {k: kw[k] for k in ("background", "sidebands_kev", "fwhm_kev")}
-    curves = [("all pixels", np.asarray(summed, float))]
-    curves += [(c["name"], c["spectrum"]) for c in components]
+    pkw = {"fwhm_kev": kw["fwhm_kev"]}       # spectra here are already background-subtracted
+    curves = [("all pixels", np.asarray(summed, float), summed_var)]
+    curves += [(c["name"], c["spectrum"], c["variance"]) for c in components]
     pz_max = res.high + 1.5
-    for name, spec in curves:
+    for name, spec, var in curves:
         try:
             prof = compton.compton_profile(spec, cube.bin_edges_kev, e0_kev, theta, pz_max=pz_max,
-                                           variance=np.clip(spec, 0, None), **pkw)
+                                           variance=np.clip(var, 0, None), **pkw)
         except compton.InputError:
             continue
         value, sig = prof.emf(res.low, res.high)
-        ax.plot(prof.pz, prof.J, lw=1.2, label=f"{name}: EMF {value:.3f} +- {sig:.3f}")
+        ax.plot(prof.pz, prof.J, lw=1.2, label=f"{name}: EMF {value:.4f} +- {sig:.4f}")
         ax.fill_between(prof.pz, prof.J - prof.sigma, prof.J + prof.sigma, alpha=0.25, lw=0)
     ax.axvspan(-res.low, res.low, color="tab:orange", alpha=0.15, label="valence window")
     for a, b in ((-res.high, -res.low), (res.low, res.high)):
