@@ -1,10 +1,18 @@
 """Numba CPU kernels for HEXITEC frame processing (see :func:`compton.process_frames`).
 
-One call of :func:`process_chunk` handles a chunk of frames: the frames are split into
-``n_blocks`` contiguous ranges run in parallel (``prange``), each block writing into its own
-partial histogram and per-pixel counters, merged once at the very end of a run. Everything is
+One call of :func:`process_block` handles a range of frames for block ``t``, writing into
+that block's partial histogram and per-pixel counters. It releases the GIL, so
+``CpuAccumulator`` in :mod:`compton.frames` runs one Python worker thread per block, each
+pulling small frame ranges from a shared list (dynamic balancing, no spinning threads when
+the cores are shared); the partial histograms are merged by :func:`merge_block`. Everything is
 float64 and evaluated in a fixed order, so the CUDA kernel in ``_cuda_kernels.py`` gives the
 same cube bit for bit.
+
+Per frame, a SIMD pass flags the candidate pixels (``raw >= fast_cut``) of the whole frame as
+bytes; the non-zero 8-byte words are compacted without branches, and only their set bytes
+become hits (a compact per-frame list), so charge sharing works on the sparse list with a
+padded frame-sized map that is cleared at the hit positions only. Histogram cells are
+buffered and added in a tight loop, so their cache misses overlap.
 
 Frames arrive as ``[n, rows * cols]`` in *storage order*: storage position ``s`` of a row holds
 pixel column ``colmap[s]`` (identity for de-interleaved frames; the HEXITEC ``.bin`` column
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 MODE_NONE = 0
@@ -68,10 +76,21 @@ def _flush(hist_t, keys, nk):
 
 
 @njit(cache=True, nogil=True)
-def _block(
+def process_block(
     t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, fast_cut, dark, gain, icpt, calibrate,
     next_frame, mode, half, edges, inv_bw, hist, found, rejected, accepted,
 ):
+    """Process frames ``f0`` to ``f1`` of ``frames`` [n, rows * cols] (storage order) into block ``t``.
+
+    ``hist`` [n_blocks, rows * cols, bins] (uint16 is enough while a block handles at most
+    65535 frames between merges: a pixel records at most one event per frame) and
+    ``found``/``rejected``/``accepted`` [n_blocks, rows * cols] are added to at index ``t``
+    only, so blocks with different ``t`` may run at the same time (the GIL is released).
+    ``prev`` is the storage-order frame before ``frames[0]`` (used by the next-frame correction
+    when ``has_prev``). ``cut`` is the exact per-pixel event test ``raw >= cut``; ``fast_cut`` (in
+    the frames' dtype, ``fast_cut <= cut`` wherever a value can pass) is compared over the
+    whole frame at once (SIMD) to find the few candidate pixels.
+    """
     w = cols + 4  # hit map padded by 2 pixels on every side: no bounds checks in windows
     npix = rows * cols  # a multiple of 6400, so of 8: whole 8-byte words, never across rows
     hitmap = np.full((rows + 4) * w, -1, np.int32)  # padded pixel -> index in the hit list
@@ -87,6 +106,12 @@ def _block(
     keys = np.empty(max(_KEY_BUFFER, 2 * npix), np.int64)  # buffered histogram cells
     nk = 0
     nbr = np.array([-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1], np.int32)
+    pix_of = np.empty(npix, np.int32)  # storage index -> true pixel index (no division per hit)
+    pad_of = np.empty(npix, np.int32)  # storage index -> padded hit-map index
+    for r in range(rows):
+        for s in range(cols):
+            pix_of[r * cols + s] = r * cols + colmap[s]
+            pad_of[r * cols + s] = (r + 2) * w + colmap[s] + 2
     for f in range(f0, f1):
         # pass 1 (SIMD): candidate flags ``raw >= fast_cut`` of the whole frame
         for i in range(npix):
@@ -105,9 +130,7 @@ def _block(
                 word &= word - np.uint64(1)  # clear this flag's bit
                 raw = frames[f, i]
                 if raw >= cut[i]:
-                    r = i // cols
-                    c = colmap[i - r * cols]
-                    p = r * cols + c
+                    p = pix_of[i]
                     found[t, p] += 1
                     before = False
                     if next_frame:
@@ -121,7 +144,7 @@ def _block(
                         v = np.float64(raw) - dark[i]
                         if calibrate:
                             v = gain[i] * v + icpt[i]
-                        q = (r + 2) * w + c + 2
+                        q = pad_of[i]
                         hitmap[q] = nh
                         hit_pix[nh] = p
                         hit_pad[nh] = q
@@ -196,46 +219,15 @@ def _block(
     _flush(hist_t, keys, nk)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def process_chunk(
-    frames, prev, has_prev, rows, cols, colmap, cut, fast_cut, dark, gain, icpt, calibrate, next_frame,
-    mode, half, edges, inv_bw, hist, found, rejected, accepted,
-):
-    """Process ``frames`` [n, rows * cols] (storage order) into the partial accumulators.
-
-    ``hist`` [n_blocks, rows * cols, bins] (uint16 is enough while a block handles at most
-    65535 frames between merges: a pixel records at most one event per frame) and
-    ``found``/``rejected``/``accepted`` [n_blocks, rows * cols] are added to; block ``t`` handles frames ``t * n // n_blocks`` to
-    ``(t + 1) * n // n_blocks``. ``prev`` is the storage-order frame before ``frames[0]``
-    (used by the next-frame correction when ``has_prev``). ``cut`` is the exact per-pixel
-    event test ``raw >= cut``; ``fast_cut`` (in the frames' dtype, ``fast_cut <= cut`` wherever
-    a value can pass) only skips rows without candidates and may be SIMD-compared.
-    """
-    n = frames.shape[0]
-    n_blocks = hist.shape[0]
-    for t in prange(n_blocks):
-        f0 = t * n // n_blocks
-        f1 = (t + 1) * n // n_blocks
-        _block(
-            t, f0, f1, frames, prev, has_prev, rows, cols, colmap, cut, fast_cut, dark, gain, icpt,
-            calibrate, next_frame, mode, half, edges, inv_bw, hist, found, rejected, accepted,
-        )
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def merge_blocks(hist, out):
-    """Add partial histograms ``hist`` [n_blocks, npix, bins] into ``out`` [npix, bins] and
-    zero them."""
-    nb = hist.shape[0]
-    for p in prange(hist.shape[1]):
-        for b in range(hist.shape[2]):
-            s = out[p, b]
-            for t in range(nb):
-                s += hist[t, p, b]
-                hist[t, p, b] = 0
-            out[p, b] = s
+@njit(cache=True, nogil=True)
+def merge_block(hist_t, out):
+    """Add one block's partial histogram ``hist_t`` [npix, bins] into ``out`` and zero it."""
+    for p in range(hist_t.shape[0]):
+        for b in range(hist_t.shape[1]):
+            out[p, b] += hist_t[p, b]
+            hist_t[p, b] = 0
 
 
 def n_threads() -> int:
-    """Number of numba threads used for the frame blocks."""
+    """Number of worker threads for the frame blocks (numba's thread count)."""
     return numba.get_num_threads()

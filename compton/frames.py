@@ -45,6 +45,7 @@ CHARGE_SHARING = (None, "none", "discriminate", "add")
 PIXEL_PITCH_UM = 250.0
 _MAX_PARTIAL_BYTES = 1 << 29  # cap on the per-thread partial histograms, 512 MiB in total
 _UINT16_FRAMES = 65535  # frames a block may add to its uint16 partial histogram
+_PIECE_FRAMES = 256  # frames per piece handed to a CPU worker thread
 
 
 @dataclass
@@ -492,7 +493,13 @@ def _make_accumulator(st: _Settings, device: str, dtype):
 
 
 class CpuAccumulator:
-    """Streaming state of the numba kernel: partial histograms and the carried last frame."""
+    """Streaming state of the numba kernel: partial histograms and the carried last frame.
+
+    ``n_blocks`` Python worker threads (numba's thread count, fewer when the partial
+    histograms would pass ``_MAX_PARTIAL_BYTES``) run :func:`_cpu_kernels.process_block`
+    without the GIL. A chunk is cut into pieces of ``_PIECE_FRAMES`` frames that the workers
+    pull one after the other, so a core taken by another process only slows its own worker.
+    """
 
     device = "cpu"
 
@@ -508,11 +515,11 @@ class CpuAccumulator:
         self.cut = threshold_cut(st.dark, st.threshold, integer)
         self.fast_cut = fast_cut(self.cut, dtype)
         self.n_blocks = max(1, min(k.n_threads(), _MAX_PARTIAL_BYTES // max(1, npix * nbins * 2)))
-        # per-block uint16 partial histograms (half the cache footprint of uint32), merged
-        # into ``total`` before any block could pass 65535 frames (one event per pixel per frame)
+        # per-block uint16 partial histograms (half the cache footprint of uint32), each merged
+        # into ``total`` before its block could pass 65535 frames (one event per pixel per frame)
         self.hist = np.zeros((self.n_blocks, npix, nbins), np.uint16)
         self.total = np.zeros((npix, nbins), np.uint64)
-        self.since_merge = 0  # frames per block since the last merge, at most
+        self.since_merge = [0] * self.n_blocks  # frames added to each block since its merge
         self.found = np.zeros((self.n_blocks, npix), np.int64)
         self.rejected = np.zeros((self.n_blocks, npix), np.int64)
         self.accepted = np.zeros((self.n_blocks, npix), np.int64)
@@ -520,6 +527,12 @@ class CpuAccumulator:
         self.prev = None
         self.prev_key = None
         self._storage = {}
+        self._merge_lock = threading.Lock()
+        self._pool = None
+        if self.n_blocks > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.n_blocks, thread_name_prefix="hexitec")
 
     def _storage_arrays(self, colmap):
         key = None if colmap is None else colmap.tobytes()
@@ -545,31 +558,44 @@ class CpuAccumulator:
             raise InputError("frames: chunks of one stream must share one column order")
         frames = np.ascontiguousarray(chunk).reshape(chunk.shape[0], st.rows * st.cols)
         cm, cut, fcut, dark, gain, icpt = self._storage_arrays(colmap)
-        step = _UINT16_FRAMES * self.n_blocks  # frames per kernel call: no uint16 overflow
-        for a in range(0, frames.shape[0], step):
-            part = frames[a : a + step]
-            per_block = -(-part.shape[0] // self.n_blocks)
-            if self.since_merge + per_block > _UINT16_FRAMES:
-                self.k.merge_blocks(self.hist, self.total)
-                self.since_merge = 0
-            has_prev = self.prev is not None
-            prev = self.prev.astype(frames.dtype) if has_prev else part[0]
-            self.k.process_chunk(
-                part, prev, has_prev, st.rows, st.cols, cm, cut, fcut, dark, gain, icpt,
+        has_prev = self.prev is not None
+        prev = self.prev.astype(frames.dtype) if has_prev else frames[0]
+        n = frames.shape[0]
+        size = max(1, min(_PIECE_FRAMES, _UINT16_FRAMES))
+        pieces = [(a, min(a + size, n)) for a in range(0, n, size)]
+        args = (frames, prev, has_prev, st.rows, st.cols, cm, cut, fcut, dark, gain, icpt,
                 st.calibrate, st.next_frame, st.mode, st.half, st.edges, self.inv_bw, self.hist,
-                self.found, self.rejected, self.accepted,
-            )
-            self.since_merge += per_block
-            self.prev = part[-1].copy()
+                self.found, self.rejected, self.accepted)
+        if self._pool is None:
+            self._work(0, iter(pieces), args)
+        else:
+            todo = iter(pieces)  # next() on a shared iterator hands each piece out once
+            futures = [self._pool.submit(self._work, t, todo, args) for t in range(self.n_blocks)]
+            for fut in futures:
+                fut.result()
+        self.prev = frames[-1].copy()
         self.prev_key = key
+
+    def _work(self, t: int, todo, args) -> None:
+        """Worker ``t``: process pieces ``(f0, f1)`` from ``todo`` into block ``t``."""
+        for f0, f1 in todo:
+            if self.since_merge[t] + (f1 - f0) > _UINT16_FRAMES:
+                with self._merge_lock:  # ``total`` is shared; the other blocks keep running
+                    self.k.merge_block(self.hist[t], self.total)
+                self.since_merge[t] = 0
+            self.k.process_block(t, f0, f1, *args)
+            self.since_merge[t] += f1 - f0
 
     def n_found(self) -> int:
         return int(self.found.sum())
 
     def finish(self):
         st = self.st
+        if self._pool is not None:
+            self._pool.shutdown()
         out = self.total
-        self.k.merge_blocks(self.hist, out)
+        for t in range(self.n_blocks):
+            self.k.merge_block(self.hist[t], out)
         counts = out.astype(np.uint32) if out.max(initial=0) < 2**32 else out
         shape = (st.rows, st.cols)
         return (
