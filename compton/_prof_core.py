@@ -47,22 +47,6 @@ def check_windows(low: float, high: float) -> tuple[float, float]:
     return low, high
 
 
-def overlap(lo, hi, a: float, b: float):
-    """Length of [lo, hi] inside [a, b] (elementwise; lo <= hi)."""
-    return np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0.0, None)
-
-
-def bin_window_fractions(pz_edges, low: float, high: float):
-    """Fractions of each bin's p_z span inside the valence (|p_z| <= low) and core
-    (low < |p_z| <= high) windows. ``pz_edges`` [..., n + 1] increasing. Returns two [..., n]."""
-    lo = np.minimum(pz_edges[..., :-1], pz_edges[..., 1:])
-    hi = np.maximum(pz_edges[..., :-1], pz_edges[..., 1:])
-    width = hi - lo
-    f_low = overlap(lo, hi, -low, low) / width
-    f_high = (overlap(lo, hi, -high, -low) + overlap(lo, hi, low, high)) / width
-    return f_low, f_high
-
-
 def hat_window_weights(pz, a: float, b: float) -> np.ndarray:
     """Weights w with sum(w * J) = integral over [a, b] of the linear interpolant of (pz, J)."""
     pz = np.asarray(pz, np.float64)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _prof_core as core
-from ._backend import array_module, resolve_device, to_device
+from ._backend import array_module, is_gpu_array, resolve_device, to_device
 from ._errors import InputError
 
 MC2_KEV = core.MC2_KEV
@@ -505,7 +505,12 @@ def emf_from_spectra(counts, energies_kev, *, e0_kev: float = 115.0, theta_rad=n
     nb = shape[-1]
     lead = shape[:-1]
     edges = core.edges_from_axis(energies_kev, nb)
-    theta = np.broadcast_to(np.asarray(theta_rad, np.float64), lead).reshape(-1)
+    theta_host = to_device(theta_rad, "cpu") if is_gpu_array(theta_rad) else theta_rad
+    try:
+        theta = np.broadcast_to(np.asarray(theta_host, np.float64), lead).reshape(-1)
+    except ValueError:
+        raise InputError(f"theta_rad of shape {np.shape(theta_host)} does not match the spectra's "
+                         f"leading shape {lead}") from None
     if np.any(~((theta > 0) & (theta < np.pi))):
         raise InputError("theta_rad must lie in (0, pi) radians")
     # bins that can touch the windows at any angle, plus the side bands

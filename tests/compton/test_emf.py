@@ -117,3 +117,14 @@ def test_gpu_matches_cpu():
     on_dev = compton.emf_from_spectra(cp.asarray(cube.counts), EDGES, theta_rad=cp.asnumpy(cp.asarray(geo.scattering_angles())))
     assert isinstance(on_dev.emf, cp.ndarray)
     np.testing.assert_allclose(cp.asnumpy(on_dev.emf), compton.emf_map(cube, geometry=geo, device="cpu").emf, rtol=1e-10)
+
+
+def test_emf_from_spectra_input_errors():
+    with pytest.raises(compton.InputError, match="does not match the spectra's leading shape"):
+        compton.emf_from_spectra(np.ones((3, 4, EDGES.size - 1)), EDGES, theta_rad=np.ones(5))
+    with pytest.raises(compton.InputError, match="does not cover"):
+        compton.emf_from_spectra(np.ones(50), np.arange(10.0, 20.0, 0.2))
+    with pytest.raises(compton.InputError, match="units keV"):
+        cube = compton.simulate_cube(["Li"], np.zeros((2, 2), int), EDGES, noise=False)
+        cube.units = "ADU"
+        compton.emf_map(cube)
