@@ -34,7 +34,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
             "EmfResult",
         ],
         "geometry": ["Geometry", "read_geometry"],
-        "correlative": ["align_spectra", "region_spectra", "component_fractions", "unmix", "correlative_emf", "Unmixed"],
+        "correlative": ["align_spectra", "region_spectra", "component_emf", "component_fractions", "unmix", "correlative_emf", "Unmixed"],
         "concentration": ["EmfCalibration", "fit_emf_calibration"],
         "simulate": [
             "simulate_spectrum",

@@ -245,3 +245,61 @@ def correlative_emf(region_spectra, fractions, energies_kev, *, names=None, vari
     rows = [{"name": n, "emf": float(res.emf[i]), "sigma": float(res.sigma[i]),
              "e_low": float(res.e_low[i]), "e_high": float(res.e_high[i])} for i, n in enumerate(names)]
     return rows, un
+
+
+def component_emf(result, region_labels, fractions, *, regions=None, names=None):
+    """Component EMF from per-pixel window sums of an EMF map (no spectra resampling).
+
+    The valence and core window integrals of each pixel (``result.e_low``, ``result.e_high``)
+    already carry each pixel's own p_z axis; they are summed per region and unmixed with the
+    same linear combination ``G = (F^T W F)^-1 F^T W`` for both windows, so the component EMF
+    is exact for per-pixel angles and its variance (covariance between the windows included)
+    propagates from the per-pixel values.
+
+    Parameters
+    ----------
+    result : compton.EmfResult
+        Map from :func:`compton.emf_map`.
+    region_labels : array [rows, cols] of int
+        Region index per pixel (negative: unused).
+    fractions : array [R, K]
+        Volume fractions of K components in the regions listed by ``regions``.
+    regions : sequence of int, optional
+        Region index of each row of ``fractions`` (default 0..R-1).
+    names : sequence of str, optional
+        Component names.
+
+    Returns
+    -------
+    list of dict
+        Per component: name, emf, sigma, e_low, e_high (per unit volume fraction).
+    """
+    f = np.asarray(fractions, np.float64)
+    lab = np.asarray(region_labels)
+    regions = list(range(f.shape[0])) if regions is None else [int(r) for r in regions]
+    if f.ndim != 2 or len(regions) != f.shape[0]:
+        raise InputError(f"component_emf: fractions [R, K] must have one row per region, got {f.shape}")
+    if f.shape[0] < f.shape[1] or np.linalg.matrix_rank(f) < f.shape[1]:
+        raise InputError(f"component_emf: fractions {f.shape} must have full column rank")
+    if lab.shape != np.shape(result.emf):
+        raise InputError(f"region_labels shape {lab.shape} differs from the map's {np.shape(result.emf)}")
+    sums = np.zeros((len(regions), 5))
+    for i, r in enumerate(regions):
+        m = (lab == r) & np.isfinite(result.e_low) & np.isfinite(result.e_high)
+        if not m.any():
+            raise InputError(f"component_emf: region {r} has no pixels in the region map")
+        sums[i] = [result.e_low[m].sum(), result.e_high[m].sum(), (result.sigma_low[m] ** 2).sum(),
+                   (result.sigma_high[m] ** 2).sum(), result.cov[m].sum()]
+    el, eh, vl, vh, cv = sums.T
+    w = 1.0 / np.clip(vl + vh, 1e-300, None)
+    g = np.linalg.solve(f.T @ (f * w[:, None]), (f * w[:, None]).T)     # [K, R]
+    xl, xh = g @ el, g @ eh
+    var_l, var_h, cov = (g**2) @ vl, (g**2) @ vh, (g**2) @ cv
+    names = names or [f"component{i}" for i in range(f.shape[1])]
+    rows = []
+    for k, name in enumerate(names):
+        ratio = xl[k] / xh[k]
+        var = ratio**2 * (var_l[k] / xl[k] ** 2 + var_h[k] / xh[k] ** 2 - 2 * cov[k] / (xl[k] * xh[k]))
+        rows.append({"name": name, "emf": float(ratio), "sigma": float(np.sqrt(max(var, 0.0))),
+                     "e_low": float(xl[k]), "e_high": float(xh[k])})
+    return rows

@@ -106,8 +106,14 @@ def expected_spectrum(composition, energies_kev, *, e0_kev: float = 115.0,
                       theta_rad: float = np.pi / 2, counts: float = 1e6,
                       fwhm_kev: float | None = 0.8, absorption=None,
                       background_per_kev: float = 0.0, lines: dict | None = None,
-                      elastic_counts: float = 0.0, oversample: int = 10):
-    """Expected counts per bin (no noise); see :func:`simulate_spectrum`."""
+                      elastic_counts: float = 0.0, oversample: int = 10,
+                      reference_theta_rad: float | None = None):
+    """Expected counts per bin (no noise); see :func:`simulate_spectrum`.
+
+    With ``reference_theta_rad`` the Compton ``counts`` are those the same sample gives at that
+    angle, and the counts at ``theta_rad`` follow the physics (Klein-Nishina, absorption and the
+    profile range inside the energy axis) instead of being normalised to ``counts``.
+    """
     nb = np.asarray(energies_kev).size
     edges = np.asarray(energies_kev, np.float64)
     edges = core.edges_from_axis(edges, nb - 1 if nb > 1 else nb)
@@ -128,6 +134,10 @@ def expected_spectrum(composition, energies_kev, *, e0_kev: float = 115.0,
     prof = np.diff(reference_cumulative(atoms, pz_e))
     comp = _correction(cen, e0_kev, theta_rad, absorption) * prof
     total = comp.sum()
+    if reference_theta_rad is not None:
+        pz_r = pz_from_energy(fine, e0_kev, reference_theta_rad)
+        total = (_correction(cen, e0_kev, reference_theta_rad, absorption)
+                 * np.diff(reference_cumulative(atoms, pz_r))).sum()
     comp = comp * (counts / total) if total > 0 else comp
     sig = None if fwhm_kev is None else fwhm_kev * core.FWHM_TO_SIGMA
     if sig is not None:
@@ -212,7 +222,8 @@ def simulate_cube(compositions, labels, energies_kev, *, geometry=None, counts_p
     geometry : compton.geometry.Geometry, optional
         Per-pixel angles and E0 (default 90 degrees, 115 keV).
     counts_per_pixel : float or array [rows, cols]
-        Expected Compton counts per pixel.
+        Expected Compton counts of a pixel at the central scattering angle (other angles scale
+        with the Klein-Nishina cross-section), one composition per unit volume.
     noise, seed, **kwargs
         As in :func:`simulate_spectrum`; ``background_per_kev``, ``lines`` and
         ``elastic_counts`` are counts per pixel (not scaled with ``counts_per_pixel``).
@@ -249,7 +260,8 @@ def simulate_cube(compositions, labels, energies_kev, *, geometry=None, counts_p
         for th in np.unique(th_round[sel]):
             m = sel & (th_round == th)
             spec = expected_spectrum(comp, edges, e0_kev=geometry.e0_kev, theta_rad=float(th),
-                                     counts=1.0, **compton_kw)
+                                     counts=1.0, reference_theta_rad=geometry.theta_centre_rad,
+                                     **compton_kw)
             expect[m] = n_pix[m][:, None] * spec[None, :]
     if extra_kw:   # background and lines: counts per pixel, not scaled by the Compton counts
         expect += expected_spectrum("Li", edges, e0_kev=geometry.e0_kev, counts=0.0,

@@ -14,7 +14,8 @@ geometry and provenance), ``emf_maps.png`` (EMF and uncertainty maps with colour
 ``emf_regions.csv`` (region EMF from the per-pixel window sums, exact for per-pixel angles);
 with ``--fractions`` (CSV: a header ``region,<component>...`` and one row per region with the
 volume fraction of each component from tomography) it unmixes the region spectra and writes
-``emf_components.csv``. ``--calibration`` reads a CSV ``x,emf[,sigma]`` of reference samples
+``emf_components.csv`` (EMF from unmixing the per-pixel window sums, exact for per-pixel
+angles; the plotted component profiles come from angle-aligned region spectra). ``--calibration`` reads a CSV ``x,emf[,sigma]`` of reference samples
 and converts the EMF map to Li content.
 """
 
@@ -195,7 +196,7 @@ def run(args) -> int:
         _write_rows(Path(f"{stem}_regions.csv"), regions)
         print(f"wrote {stem}_regions.csv")
         if args.fractions:
-            components = _components(args, cube, aligned, aligned_var, lab, theta_ref, e0, kw)
+            components = _components(args, res, aligned, aligned_var, lab)
             _write_rows(Path(f"{stem}_components.csv"), [{k: v for k, v in c.items() if k not in ("spectrum", "variance")}
                                                          for c in components])
             print(f"wrote {stem}_components.csv")
@@ -221,7 +222,7 @@ def _region_table(res, lab):
     return rows
 
 
-def _components(args, cube, aligned, aligned_var, lab, theta, e0, kw):
+def _components(args, res, aligned, aligned_var, lab):
     import numpy as np
 
     import compton
@@ -236,10 +237,10 @@ def _components(args, cube, aligned, aligned_var, lab, theta, e0, kw):
     spectra = compton.region_spectra(aligned, lab)
     if reg.min() < 0 or reg.max() >= spectra.shape[0]:
         raise compton.InputError(f"{args.fractions}: region {reg.max()} is not in the region map")
+    # EMF: exact unmixing of the per-pixel window sums; spectra (for the plots): aligned sums
+    out = compton.component_emf(res, lab, vals[:, 1:], regions=reg, names=head[1:])
     variance = np.clip(compton.region_spectra(aligned_var, lab), 1.0, None)
-    kw = {k: v for k, v in kw.items() if k not in ("device", "background", "sidebands_kev")}
-    out, un = compton.correlative_emf(spectra[reg], vals[:, 1:], cube.bin_edges_kev, names=head[1:],
-                                      variance=variance[reg], e0_kev=e0, theta_rad=theta, **kw)
+    un = compton.unmix(spectra[reg], vals[:, 1:], variance=variance[reg])
     for i, row in enumerate(out):
         row["spectrum"] = un.spectra[i]
         row["variance"] = un.variance[i]
