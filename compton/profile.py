@@ -176,7 +176,7 @@ def deconvolve_resolution(counts, energies_kev, *, fwhm_kev: float = 0.8, n_iter
 
     ndi = ndimage_module(xp)
     sig = fwhm_kev * core.FWHM_TO_SIGMA / bw[0]
-    data = xp.clip(c, 0, None)
+    data = xp.maximum(c, 0)
     u = xp.full_like(data, 1.0) * data.mean(axis=-1, keepdims=True) + 1e-12
     for _ in range(int(n_iter)):
         blur = ndi.gaussian_filter1d(u, sig, axis=-1, mode="nearest")
@@ -551,7 +551,7 @@ def emf_from_spectra(counts, energies_kev, *, e0_kev: float = 115.0, theta_rad=n
         c = to_device(c, "gpu")
         xp = array_module(c)
     c = c.astype(xp.float64)
-    v = xp.clip(c, 0, None) if variance is None else xp.asarray(variance, dtype=xp.float64).reshape(-1, nb)[:, i0:i1]
+    v = xp.maximum(c, 0) if variance is None else xp.asarray(variance, dtype=xp.float64).reshape(-1, nb)[:, i0:i1]
     wl = xp.asarray(w_l)
     wh = xp.asarray(w_h)
     inv_d = xp.asarray(inv)
@@ -568,7 +568,7 @@ def emf_from_spectra(counts, energies_kev, *, e0_kev: float = 115.0, theta_rad=n
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = e_l / e_h
         var = ratio**2 * (var_l / e_l**2 + var_h / e_h**2 - 2 * cov / (e_l * e_h))
-        sig = xp.sqrt(xp.clip(var, 0, None))
+        sig = xp.sqrt(xp.maximum(var, 0))
     out = [a.reshape(lead) for a in (ratio, sig, e_l, e_h, xp.sqrt(var_l), xp.sqrt(var_h), cov)]
     if dev == "gpu" and not was_gpu:
         out = [to_device(a, "cpu") for a in out]

@@ -174,3 +174,15 @@ def test_subtract_background_matches_the_in_place_fit():
     # per-bin variance against the scatter over the 40 spectra
     peak = np.abs(centres - 94) < 3
     assert np.mean(var[:, peak]) == pytest.approx(np.mean(np.var(net[:, peak], axis=0, ddof=1)), rel=0.15)
+
+
+@pytest.mark.gpu
+def test_deconvolution_gpu_matches_cpu():
+    import cupy as cp
+
+    edges = np.arange(80.0, 108.0, 0.2)
+    s = np.stack([compton.simulate_spectrum("Li", edges, counts=1e5, seed=i) for i in range(4)]).astype(float)
+    cpu = compton.deconvolve_resolution(s, edges, fwhm_kev=0.8, n_iter=20)
+    gpu = compton.deconvolve_resolution(cp.asarray(s), edges, fwhm_kev=0.8, n_iter=20)
+    assert isinstance(gpu, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(gpu), cpu, rtol=1e-8, atol=1e-8)
