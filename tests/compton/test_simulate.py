@@ -10,6 +10,7 @@ from compton import simulate as sim
 
 
 @pytest.mark.parametrize("z", [3, 8, 28])
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 def test_reference_profile_holds_all_electrons(z):
     sym = xraylib.AtomicNumberToSymbol(z)
     total = 2 * sim.reference_cumulative(sym, 100.0)
