@@ -144,18 +144,16 @@ def process_block(
                         v = np.float64(raw) - dark[i]
                         if calibrate:
                             v = gain[i] * v + icpt[i]
+                        if mode == MODE_NONE:  # accepted at once: no hit list needed
+                            nk = _record(t, p, v, edges, inv_bw, keys, nk, accepted)
+                            continue
                         q = pad_of[i]
                         hitmap[q] = nh
                         hit_pix[nh] = p
                         hit_pad[nh] = q
                         hit_e[nh] = v
                         nh += 1
-        if nh == 0:
-            continue
-        if mode == MODE_NONE:
-            for k in range(nh):
-                nk = _record(t, hit_pix[k], hit_e[k], edges, inv_bw, keys, nk, accepted)
-        elif mode == MODE_DISCRIMINATE:
+        if mode == MODE_DISCRIMINATE:
             for k in range(nh):
                 q0 = hit_pad[k]
                 n_in = 0
@@ -167,7 +165,7 @@ def process_block(
                     nk = _record(t, hit_pix[k], hit_e[k], edges, inv_bw, keys, nk, accepted)
                 else:
                     rejected[t, hit_pix[k]] += 1
-        else:  # MODE_ADD: 8-connected clusters summed into their largest pixel
+        elif mode == MODE_ADD:  # 8-connected clusters summed into their largest pixel
             for k in range(nh):
                 q0 = hit_pad[k]
                 if hitmap[q0] < 0:
