@@ -26,6 +26,7 @@ from ._backend import array_module, ndimage_module, resolve_device, to_device
 _EXP_OFFSET = 160  # float32 frexp exponents lie in [-148, 129]
 _N_EXP = 300
 _MANT_BITS = 24
+MAX_COLUMN_VOXELS = 1 << 22  # voxels in the column sample used for noise, spreads and core medians
 
 
 def gaussian_radius(sigma_px: float) -> int:
@@ -117,17 +118,27 @@ class TileSource:
         return self.read((0, self.shape[1], 0, self.shape[2]), (sigma_px,))[1][0] if self.single else None
 
 
-def strided_sample(src: TileSource, sigma_px: float, step: int) -> np.ndarray:
-    """``smoothed[::step, ::step, ::step]`` gathered tile by tile (float32, C order)."""
+def strided_sample(src: TileSource, sigma_px, steps) -> np.ndarray:
+    """``volume[::sz, ::sy, ::sx]`` (``sigma_px`` None) or the same points of the laterally
+    smoothed volume (float32), gathered tile by tile in C order; ``steps`` = (sz, sy, sx)."""
     nz, ny, nx = src.shape
-    out = np.empty((-(-nz // step), -(-ny // step), -(-nx // step)), np.float32)
+    sz, sy, sx = (int(s) for s in steps)
+    out = None
     for y0, y1, x0, x1 in src.tiles():
-        oy, ox = (-y0) % step, (-x0) % step
+        oy, ox = (-y0) % sy, (-x0) % sx
         if oy >= y1 - y0 or ox >= x1 - x0:
             continue
-        sm = src.read((y0, y1, x0, x1), (sigma_px,))[1][0]
-        part = sm[::step, oy::step, ox::step]
-        gy, gx = (y0 + oy) // step, (x0 + ox) // step
+        if sigma_px is None:
+            if src.single:
+                part = src._host[::sz, y0 + oy:y1:sy, x0 + ox:x1:sx]
+            else:  # read only the sampled planes and rows of the tile
+                part = src.volume[::sz, y0 + oy:y1:sy, x0 + ox:x1:sx]
+                part = np.asarray(to_device(part.compute() if hasattr(part, "dask") else part, "cpu"))
+        else:
+            part = src.read((y0, y1, x0, x1), (sigma_px,))[1][0][::sz, oy::sy, ox::sx]
+        if out is None:
+            out = np.empty((-(-nz // sz), -(-ny // sy), -(-nx // sx)), part.dtype)
+        gy, gx = (y0 + oy) // sy, (x0 + ox) // sx
         out[:, gy:gy + part.shape[1], gx:gx + part.shape[2]] = part
     return out
 
@@ -186,12 +197,14 @@ class ExactSum:
         return sum(self.totals()) / (den * int(count)) if count > 0 else float("nan")
 
 
-def sample_columns(fp: np.ndarray, nz: int, max_voxels: int = 1 << 22, max_cols: int = 65536) -> np.ndarray:
+def sample_columns(fp: np.ndarray, nz: int, max_voxels: int | None = None, max_cols: int = 65536) -> np.ndarray:
     """Flat indices (sorted) of a regular subset of the footprint columns, for statistics.
 
-    At most ``max_cols`` columns and about ``max_voxels`` voxels (columns times ``nz``), at
-    least 1024 columns; all of them when there are few.
+    At most ``max_cols`` columns and about ``max_voxels`` (default ``MAX_COLUMN_VOXELS``)
+    voxels (columns times ``nz``), at least 1024 columns; all of them when there are few.
     """
+    if max_voxels is None:
+        max_voxels = MAX_COLUMN_VOXELS
     idx = np.flatnonzero(np.asarray(fp).ravel())
     cap = max(1024, min(int(max_cols), int(max_voxels) // max(int(nz), 1)))
     if idx.size > cap:

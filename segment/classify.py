@@ -38,6 +38,7 @@ THRESHOLD_METHODS = ("multiotsu", "kmeans")
 LI_NAMES = ("li", "lithium")
 VOID_NAMES = ("pore", "pores", "void", "air", "background")
 MAX_SAMPLE = 1 << 23  # voxels used for the histogram (a regular sub-sample beyond that)
+MAX_NOISE_DIFFS = 1 << 22  # neighbouring-voxel differences used for the lateral noise
 
 
 def _sample_step(n_voxels: int) -> int:
@@ -432,7 +433,7 @@ def _refine_pass(src, cuts, levels, used, persist=3, start_levels=None):
         smd = dict(zip(keys, src.read(bounds, keys)[1]))
         if start_levels is not None:
             cuts[:, y0:y1, x0:x1] = optimal_bands_levels(smd[start_levels[1]], start_levels[0])
-        o = np.ascontiguousarray(cuts[:, y0:y1, x0:x1])
+        o = cuts[:, y0:y1, x0:x1].copy()  # C-contiguous, never a view of cuts
         ps = np.empty(o.shape, np.float64)
         for j in range(n - 1):
             delta = levels[j + 1] - levels[j]
@@ -499,14 +500,15 @@ def _noise_sigma(host_s, cuts_s, margin=2):
 def _lateral_noise(volume) -> float:
     """Robust per-voxel noise sigma from differences of neighbouring voxels across the layers.
 
-    Uses a regular sub-sample of (z, y) rows (about 4 M differences at most); a Dask input
-    reads only those rows.
+    Uses a regular sub-sample of (z, y) rows (about 4 M differences at most); with a
+    :class:`TileSource` (stacking axis first) only those rows are read, tile by tile.
     """
     size = int(np.prod(volume.shape))
-    step = max(1, int(np.ceil(np.sqrt(size / float(1 << 22)))))
-    v = volume[::step, ::step]
-    v = v.compute() if hasattr(v, "dask") else v
-    v = np.asarray(to_device(v, "cpu"))
+    step = max(1, int(np.ceil(np.sqrt(size / float(MAX_NOISE_DIFFS)))))
+    if isinstance(volume, TileSource):
+        v = strided_sample(volume, None, (step, step, 1))
+    else:
+        v = np.asarray(to_device(volume[::step, ::step], "cpu"))
     d = np.diff(v.astype(np.float32), axis=2).ravel()
     d = d[np.isfinite(d)]
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
@@ -769,7 +771,7 @@ def _threshold_cuts(src, method, phases, li_idx, fp, *, li_class, smooth_px, max
     n = len(phases)
     nz, ny, nx = src.shape
     step = _sample_step(nz * ny * nx)
-    sample = strided_sample(src, smooth_px, step).astype(np.float64).ravel()
+    sample = strided_sample(src, smooth_px, (step,) * 3).astype(np.float64).ravel()
     t = _thresholds_from_sample(sample[np.isfinite(sample)], method=method, classes=n)
     del sample
     t32 = t.astype(np.float32)
@@ -814,7 +816,7 @@ def _threshold_cuts(src, method, phases, li_idx, fp, *, li_class, smooth_px, max
     noise0 = None
     if li_idx is not None and rule_rank == 0:
         # the mean profile must dip below the neighbouring layers where lithium is
-        noise0 = _lateral_noise(src.volume)
+        noise0 = _lateral_noise(src)
         nb = [levels[k] for k in (li_idx - 1, li_idx + 1) if 0 <= k < n]
         if min(nb) - levels[li_idx] < min_contrast * noise0:
             raise InputError(
