@@ -28,6 +28,8 @@ def test_demo_recovers_the_truth(demo):
     assert [r["stripped_fraction"] for r in fr] == pytest.approx([0.64, 0.85, 0.95])
     active = [r["active_fraction"] for r in fr]
     assert active == sorted(active, reverse=True)
+    for row in m["emf"]:  # region EMF against the noiseless spectrum at the same resolution
+        assert abs(row["emf"] - row["expected_0p8kev"]) < 5 * row["sigma"] + 1e-3 * row["emf"]
     assert json.loads((out / "metrics.json").read_text())["thickness"] == m["thickness"]
     for fig in m["figures"]:
         with open(fig, "rb") as fh:
