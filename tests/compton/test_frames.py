@@ -198,6 +198,70 @@ def test_partial_histogram_merges_do_not_change_the_cube(sim, monkeypatch):
     assert cube.counts[2, 3, 50] == 50
 
 
+@pytest.mark.parametrize("mode", [None, "discriminate", "add"])
+def test_crowded_frames_match_reference(mode):
+    """About 800 events per frame: the buffered histogram cells are added several times per call."""
+    rng = np.random.default_rng(5)
+    frames = rng.normal(100.0, 3.0, (150, 80, 80))
+    hit = rng.random(frames.shape) < 0.12
+    frames[hit] += rng.uniform(30, 3000, hit.sum())
+    frames = np.round(frames).astype(np.uint16)
+    dark = np.full(SHAPE, 100.0)
+    cube = compton.process_frames(frames, dark=dark, threshold=20.0, next_frame=True,
+                                  charge_sharing=mode, bin_width_kev=5, e_max_kev=5000,
+                                  device="cpu", chunk_frames=150)
+    ref_counts, found, acc, rej = reference(frames, dark=dark, threshold=np.full(SHAPE, 20.0),
+                                            next_frame=True, mode=mode, edges=cube.bin_edges_kev)
+    assert found.sum() > 100_000 and acc.sum() > 30_000  # > 26,368 buffered cells per call
+    np.testing.assert_array_equal(cube.found, found)
+    np.testing.assert_array_equal(cube.accepted, acc)
+    np.testing.assert_array_equal(cube.rejected, rej)
+    np.testing.assert_array_equal(cube.counts, ref_counts)
+
+
+def test_worker_threads_and_pieces_do_not_change_the_cube(sim, monkeypatch):
+    """One worker vs several pulling 1-frame pieces, with frequent per-block merges."""
+    import numba
+
+    import compton.frames as cf
+
+    frames, dark, gain, icpt = sim
+    kw = dict(dark=dark, threshold=20.0, gradients=gain, intercepts=icpt, next_frame=True,
+              charge_sharing="add", device="cpu", chunk_frames=50)
+    n = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = compton.process_frames(frames, **kw)
+    finally:
+        numba.set_num_threads(n)
+    monkeypatch.setattr(cf, "_PIECE_FRAMES", 1)
+    monkeypatch.setattr(cf, "_UINT16_FRAMES", 4)
+    many = compton.process_frames(frames, **kw)
+    np.testing.assert_array_equal(many.counts, one.counts)
+    np.testing.assert_array_equal(many.accepted, one.accepted)
+    np.testing.assert_array_equal(many.rejected, one.rejected)
+    assert one.counts.sum() > 1000
+
+
+@pytest.mark.parametrize("populate", ["madvise", "touch"])
+def test_bin_stream_chunks_equal_the_file_after_page_drops(tmp_path, monkeypatch, populate):
+    """The .bin stream maps the file once; dropping old page-table entries loses no data."""
+    import compton.io as cio
+
+    raw = np.random.default_rng(9).integers(0, 2**14, (300, 80, 80), dtype=np.uint16)
+    path = tmp_path / "run.bin"
+    raw.astype("<u2").tofile(path)
+    monkeypatch.setattr(cio, "_DROP_LAG_FRAMES", 10)
+    monkeypatch.setattr(cio, "_DROP_BATCH_BYTES", 1)
+    if populate == "touch":
+        monkeypatch.setattr(cio, "_MADV_POPULATE_READ", -12345)  # rejected by the OS: touch pages
+    chunks = list(cio._iter_bin_raw(str(path), 7))  # all kept: the early ones were dropped
+    assert [len(c) for c in chunks] == [7] * 42 + [6]
+    np.testing.assert_array_equal(np.concatenate(chunks), raw)
+    streamed = np.concatenate(list(compton.iter_frames(path, chunk_frames=64)))
+    np.testing.assert_array_equal(streamed, compton.read_bin(path))
+
+
 def test_half_open_bins_at_edges_and_top():
     frames = np.zeros((6, 80, 80), np.uint16)
     values = [10, 19, 20, 99, 100, 150]  # ADU; bins of 10 over [0, 100)
