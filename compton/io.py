@@ -81,8 +81,8 @@ def read_bin(path, *, start: int = 0, count: int | None = None) -> np.ndarray:
     return deinterleave(raw.reshape(count, 80, 80))
 
 
-_DROP_LAG_FRAMES = 65536  # frames kept mapped behind the reading position (> chunks in flight)
-_DROP_BATCH_BYTES = 1 << 30  # page-table entries dropped in batches of this many bytes
+_DROP_LAG_FRAMES = 16384  # frames kept mapped behind the reading position, at least 4 chunks
+_DROP_BATCH_BYTES = 1 << 28  # page-table entries dropped in batches of this many bytes
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 
 
@@ -99,13 +99,13 @@ def _populate(mm, data, start: int, stop: int) -> None:
 def _iter_bin_raw(path: str, chunk_frames: int):
     """Chunks of a .bin in storage order, each a read-only view of one memory map of the file.
 
-    No copy: the kernel reads the page cache directly. The file is mapped once: one mapping per
-    chunk, unmapped while the worker threads run, cost about a fifth of the run in TLB
-    flushes at 200,000 frames/s. Each chunk's pages are mapped here before it is yielded (in
-    the prefetch thread when called from :func:`compton.process_frames`), and the page-table
-    entries of the part read more than ``_DROP_LAG_FRAMES`` frames ago are dropped in large
-    batches (``MADV_DONTNEED``, harmless on a read-only file mapping: a later access reads the
-    page cache again), so the mapped memory stays bounded on long acquisitions.
+    No copy: the kernel reads the page cache directly. The file is mapped once (one mapping
+    per chunk, unmapped in the main loop while the worker threads ran, stalled it for 15-25 %
+    of a run at 100,000+ frames/s). Each chunk's pages are mapped here before it is yielded
+    (in the prefetch thread when called from :func:`compton.process_frames`), and the
+    page-table entries of the part read more than ``_DROP_LAG_FRAMES`` frames (at least 4
+    chunks) ago are dropped in large batches (``MADV_DONTNEED``, harmless on a read-only file
+    mapping: a later access reads the page cache again), so mapped memory stays bounded.
     """
     n = _bin_n_frames(path)
     if n == 0:
@@ -116,13 +116,14 @@ def _iter_bin_raw(path: str, chunk_frames: int):
     data = flat.reshape(n, 80, 80)
     page = mmap.PAGESIZE
     dropped = 0  # bytes at the start of the mapping whose page-table entries were dropped
+    lag = max(_DROP_LAG_FRAMES, 4 * chunk_frames)  # more than the chunks in flight
     done = 0
     while done < n:
         k = min(chunk_frames, n - done)
         _populate(mm, flat, done * BIN_FRAME_BYTES, (done + k) * BIN_FRAME_BYTES)
         yield data[done : done + k]
         done += k
-        old = (max(0, done - _DROP_LAG_FRAMES) * BIN_FRAME_BYTES) // page * page
+        old = (max(0, done - lag) * BIN_FRAME_BYTES) // page * page
         if old - dropped >= _DROP_BATCH_BYTES and hasattr(mm, "madvise"):
             mm.madvise(mmap.MADV_DONTNEED, dropped, old - dropped)
             dropped = old
