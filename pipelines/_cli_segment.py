@@ -1,7 +1,9 @@
 """``anodescope segment`` and ``anodescope maps``: lithium layer -> labels, maps, metrics, figures.
 
-``segment VOLUME.zarr`` denoises the reconstructed OME-Zarr volume (chunked), labels the
-layers in the given phase order, writes the labels under ``VOLUME.zarr/labels/layers/0`` and
+``segment VOLUME.zarr`` denoises the reconstructed OME-Zarr volume (chunked, into a
+temporary zarr store), labels the layers in the given phase order in lateral tiles of the
+full stacking extent (``--tile`` voxels, or sized from ``--memory-gb``; memory is bounded by
+the tile, not the volume), writes the labels tile by tile under ``VOLUME.zarr/labels/layers/0`` and
 the maps under ``VOLUME.zarr/maps`` (``thickness_um``, ``capacity_mah_cm2``,
 ``topology_bottom_um``, ``topology_top_um``, ``mask``, ...), plus ``metrics.json`` and PNG
 figures in the output folder. ``maps SEGMENTED.zarr`` recomputes maps, metrics and figures
@@ -37,7 +39,12 @@ def register(subparsers) -> None:
     p.add_argument("--nlm", action="store_true", help="non-local means after the other filters")
     p.add_argument("--smooth", type=float, default=1.0,
                    help="lateral Gaussian sigma in voxels for the automatic fit (default 1)")
-    p.add_argument("--chunks", default="64,256,256", help="chunk shape z,y,x for the filters (default 64,256,256)")
+    p.add_argument("--chunks", default="64,256,256", help="chunk shape z,y,x for the filters (default 64,256,256); "
+                   "the lateral layering tiles default to its y,x size")
+    p.add_argument("--tile", type=int, default=None,
+                   help="lateral tile edge in voxels for the layer labelling (full extent along the stacking axis)")
+    p.add_argument("--memory-gb", type=float, default=None,
+                   help="memory budget in GB for one labelling tile; sets --tile from the stacking-axis length")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="where filters run")
     p.set_defaults(func=run_segment)
 
@@ -89,8 +96,8 @@ def _parse_chunks(text: str):
     return c
 
 
-def _write_labels(store: Path, labels, voxel_size_um: float, phases, info: dict) -> None:
-    import numpy as np
+def _labels_array(store: Path, shape, axis: int, tile: int):
+    """Create ``labels/layers/0`` (uint8, chunks = full stacking extent x tile x tile) and register it."""
     import zarr
 
     root = zarr.open_group(str(store), mode="a")
@@ -100,9 +107,14 @@ def _write_labels(store: Path, labels, voxel_size_um: float, phases, info: dict)
         names.append(LABELS_NAME)
     lg.attrs["labels"] = names
     g = lg.require_group(LABELS_NAME)
-    arr = g.create_array("0", shape=labels.shape, dtype="uint8", chunks=(min(64, labels.shape[0]),) +
-                         tuple(min(256, s) for s in labels.shape[1:]), overwrite=True)
-    arr[...] = labels
+    chunks = [min(tile, s) for s in shape]
+    chunks[axis] = shape[axis]
+    return g, g.create_array("0", shape=tuple(shape), dtype="uint8", chunks=tuple(chunks), overwrite=True)
+
+
+def _write_label_attrs(g, voxel_size_um: float, phases, info: dict) -> None:
+    import numpy as np
+
     ip = np.asarray(info["interfaces_px"], np.float32)
     a2 = g.create_array("interfaces_px", shape=ip.shape, dtype="float32", overwrite=True)
     a2[...] = ip
@@ -119,8 +131,26 @@ def _write_labels(store: Path, labels, voxel_size_um: float, phases, info: dict)
         "image-label": {"version": "0.4", "colors": colors, "source": {"image": "../../"}},
         "phases": list(phases), "axis": int(info["axis"]), "voxel_size_um": voxel_size_um,
         "segmentation": {k: v for k, v in info.items() if k in ("method", "thresholds", "levels",
-                                                             "interface_smooth_px", "li_column_fraction")},
+                                                             "interface_smooth_px", "li_column_fraction",
+                                                             "n_tiles")},
     })
+
+
+def tile_from_memory(memory_gb: float, nz: int, *, halo_px: int = 24, bytes_per_voxel: int = 48) -> int:
+    """Lateral tile edge (voxels) whose working set fits ``memory_gb`` GB.
+
+    A tile of nz x (t + 2 halo)^2 voxels costs about ``bytes_per_voxel`` bytes per voxel
+    (raw float32 read, zarr chunk buffers, two or three smoothed copies, labels, components).
+    """
+    from segment import InputError
+
+    if not memory_gb > 0:
+        raise InputError(f"--memory-gb must be a positive number of GB, got {memory_gb!r}")
+    edge = int((memory_gb * 1e9 / (bytes_per_voxel * max(int(nz), 1))) ** 0.5) - 2 * halo_px
+    if edge < 8:
+        raise InputError(f"--memory-gb {memory_gb} is too small for a stacking axis of {nz} voxels "
+                         f"(a tile of 8 x 8 columns needs {bytes_per_voxel * nz * (8 + 2 * halo_px) ** 2 / 1e9:.3g} GB)")
+    return edge
 
 
 def _finish(args, store: Path, labels, voxel_size_um, phases, axis, info_interfaces, footprint) -> int:
@@ -151,7 +181,10 @@ def _finish(args, store: Path, labels, voxel_size_um, phases, axis, info_interfa
 
 
 def run_segment(args) -> int:
-    import numpy as np
+    import shutil
+    import tempfile
+
+    import dask.array as da
 
     import segment
 
@@ -160,26 +193,43 @@ def run_segment(args) -> int:
     chunks = _parse_chunks(args.chunks)
     vol = vol.rechunk(tuple(min(c, s) for c, s in zip(chunks, vol.shape)))
     phases = tuple(p.strip().lower() for p in args.phases.split(",") if p.strip())
-    _say(args, f"volume {tuple(vol.shape)} voxel {voxel_size_um} um; denoising (median {args.median}, "
-               f"opening {args.opening}, closing {args.closing}{', NL-means' if args.nlm else ''})")
-    den = segment.denoise(vol, median_size=args.median, opening_radius_px=args.opening,
-                          closing_radius_px=args.closing, nlm=args.nlm, device=args.device)
-    den = np.asarray(den.compute())
     if args.axis == "auto":
-        axis = segment.stacking_axis(den)
-        _say(args, f"stacking axis: {axis}")
+        axis = None
     else:
         try:
             axis = int(args.axis)
         except ValueError:
             raise segment.InputError(f"--axis must be 0, 1, 2 or 'auto', got {args.axis!r}") from None
-    method = segment.load_classifier(args.classifier) if args.classifier else args.method
-    _say(args, f"labelling phases {','.join(phases)} along axis {axis} "
-               f"({'classifier ' + str(args.classifier) if args.classifier else args.method})")
-    labels, info = segment.segment_layers(den, phases, axis=axis, method=method, li_class=args.li_class,
-                                          smooth_px=args.smooth, device=args.device, return_info=True)
-    _write_labels(store, labels, voxel_size_um, info["phases"], info)
-    return _finish(args, store, labels, voxel_size_um, info["phases"], axis, info["interfaces_px"],
+    if args.tile is not None and args.tile < 1:
+        raise segment.InputError(f"--tile must be a positive number of voxels, got {args.tile}")
+    _say(args, f"volume {tuple(vol.shape)} voxel {voxel_size_um} um; denoising (median {args.median}, "
+               f"opening {args.opening}, closing {args.closing}{', NL-means' if args.nlm else ''})")
+    den = segment.denoise(vol, median_size=args.median, opening_radius_px=args.opening,
+                          closing_radius_px=args.closing, nlm=args.nlm, device=args.device)
+    out = _out_dir(store, args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".denoised_", dir=out))
+    try:
+        da.to_zarr(den, str(tmp / "v.zarr"))  # chunk by chunk, read back tile by tile
+        den = da.from_zarr(str(tmp / "v.zarr"))
+        if axis is None:
+            axis = segment.stacking_axis(den)
+            _say(args, f"stacking axis: {axis}")
+        nz = den.shape[axis]
+        lateral = [c for a, c in enumerate(chunks) if a != axis]
+        tile = args.tile or (tile_from_memory(args.memory_gb, nz) if args.memory_gb is not None else max(lateral))
+        method = segment.load_classifier(args.classifier) if args.classifier else args.method
+        _say(args, f"labelling phases {','.join(phases)} along axis {axis} "
+                   f"({'classifier ' + str(args.classifier) if args.classifier else args.method}) "
+                   f"in lateral tiles of {tile} x {tile} voxels")
+        g, arr = _labels_array(store, den.shape, axis, tile)
+        labels, info = segment.segment_layers(den, phases, axis=axis, method=method, li_class=args.li_class,
+                                              smooth_px=args.smooth, device=args.device, tile_px=tile,
+                                              chunks=chunks, out=arr, return_info=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _write_label_attrs(g, voxel_size_um, info["phases"], info)
+    return _finish(args, store, da.from_zarr(arr), voxel_size_um, info["phases"], axis, info["interfaces_px"],
                    info["footprint"])
 
 
@@ -195,7 +245,7 @@ def run_maps(args) -> int:
     try:
         root = zarr.open_group(str(store), mode="r")
         g = root["labels"][LABELS_NAME]
-        labels = g["0"][...]
+        labels = g["0"]
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise segment.InputError(f"{store}: no labels/{LABELS_NAME}/0 (run 'anodescope segment' first)") from exc
     attrs = dict(g.attrs)
@@ -206,4 +256,6 @@ def run_maps(args) -> int:
     axis = int(attrs.get("axis", 0))
     interfaces = g["interfaces_px"][...] if "interfaces_px" in g else None
     footprint = g["footprint"][...] if "footprint" in g else None
-    return _finish(args, store, np.asarray(labels), float(vs), phases, axis, interfaces, footprint)
+    import dask.array as da
+
+    return _finish(args, store, da.from_zarr(labels), float(vs), phases, axis, interfaces, footprint)

@@ -18,8 +18,8 @@ def stacking_axis(volume) -> int:
 
     Parameters
     ----------
-    volume : ndarray, (z, y, x)
-        Attenuation volume or labels.
+    volume : ndarray or dask.array.Array, (z, y, x)
+        Attenuation volume or labels (a Dask array is reduced chunk by chunk).
 
     Examples
     --------
@@ -28,14 +28,18 @@ def stacking_axis(volume) -> int:
     >>> stacking_axis(v)
     1
     """
-    v = np.asarray(to_device(volume, "cpu"), dtype=np.float64)
-    if v.ndim != 3:
-        raise InputError(f"volume must be 3-D, got shape {v.shape}")
-    scores = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        scores.append(float(np.var(np.nanmean(v, axis=other))))
-    return int(np.argmax(scores))
+    if getattr(volume, "ndim", None) != 3:
+        raise InputError(f"volume must be 3-D, got shape {getattr(volume, 'shape', None)}")
+    if hasattr(volume, "dask"):  # a Dask (e.g. zarr-backed) volume: plane means chunk by chunk
+        import dask
+        import dask.array as da
+
+        v = volume.astype(np.float64)
+        means = dask.compute(*[da.nanmean(v, axis=tuple(a for a in range(3) if a != ax)) for ax in range(3)])
+    else:
+        v = np.asarray(to_device(volume, "cpu"), dtype=np.float64)
+        means = [np.nanmean(v, axis=tuple(a for a in range(3) if a != ax)) for ax in range(3)]
+    return int(np.argmax([float(np.var(m)) for m in means]))
 
 
 def fit_plane(height, *, pixel_size_um: float = 1.0, mask=None) -> dict:
@@ -74,8 +78,8 @@ def thickness_map(labels, label: int, *, axis: int = 0, voxel_size_um: float):
 
     Parameters
     ----------
-    labels : ndarray, integer
-        Phase labels (0 = unassigned).
+    labels : ndarray or dask.array.Array, integer
+        Phase labels (0 = unassigned); a Dask array is reduced chunk by chunk.
     label : int
         The phase label (e.g. 2 for lithium in collector, li, electrolyte).
     axis : int
@@ -97,11 +101,16 @@ def thickness_map(labels, label: int, *, axis: int = 0, voxel_size_um: float):
     """
     if voxel_size_um is None or not np.isfinite(voxel_size_um) or voxel_size_um <= 0:
         raise InputError(f"voxel_size_um must be a positive number in um, got {voxel_size_um!r}")
-    lab = np.asarray(to_device(labels, "cpu"))
+    lab = labels if hasattr(labels, "dask") else np.asarray(to_device(labels, "cpu"))
     if lab.ndim != 3:
         raise InputError(f"labels must be 3-D, got shape {lab.shape}")
-    count = (lab == label).sum(axis=axis).astype(np.float32) * np.float32(voxel_size_um)
-    count[~(lab > 0).any(axis=axis)] = np.nan
+    count, any_label = (lab == label).sum(axis=axis), (lab > 0).any(axis=axis)
+    if hasattr(labels, "dask"):  # Dask (e.g. zarr-backed) labels: reduced chunk by chunk
+        import dask
+
+        count, any_label = dask.compute(count, any_label)
+    count = count.astype(np.float32) * np.float32(voxel_size_um)
+    count[~any_label] = np.nan
     return count
 
 

@@ -97,8 +97,9 @@ def layer_maps(labels, *, voxel_size_um: float, li_label: int = 2, axis: int = 0
 
     Parameters
     ----------
-    labels : ndarray, integer
-        Phase labels from :func:`segment.segment_layers` (0 = unassigned).
+    labels : ndarray or dask.array.Array, integer
+        Phase labels from :func:`segment.segment_layers` (0 = unassigned). With
+        ``interfaces_px``, Dask (e.g. zarr-backed) labels are only reduced chunk by chunk.
     voxel_size_um : float
         Voxel edge in um (the volume's ``voxel_size_um``).
     li_label : int
@@ -134,16 +135,30 @@ def layer_maps(labels, *, voxel_size_um: float, li_label: int = 2, axis: int = 0
     """
     if voxel_size_um is None or not np.isfinite(voxel_size_um) or voxel_size_um <= 0:
         raise InputError(f"voxel_size_um must be a positive number in um, got {voxel_size_um!r}")
-    lab = np.moveaxis(np.asarray(to_device(labels, "cpu")), axis, 0)
+    lazy = hasattr(labels, "dask")  # Dask (e.g. zarr-backed) labels: 2-D reductions chunk by chunk
+    if lazy:
+        import dask.array as da
+
+        if labels.ndim != 3:
+            raise InputError(f"labels must be 3-D, got shape {labels.shape}")
+        lab = da.moveaxis(labels, axis, 0)
+    else:
+        lab = np.moveaxis(np.asarray(to_device(labels, "cpu")), axis, 0)
     if lab.ndim != 3:
         raise InputError(f"labels must be 3-D, got shape {lab.shape}")
-    fp = (lab > 0).any(axis=0) if mask is None else np.asarray(mask, bool)
+    if mask is None:
+        fp = (lab > 0).any(axis=0)
+        fp = np.asarray(fp.compute() if lazy else fp)
+    else:
+        fp = np.asarray(mask, bool)
     if fp.shape != lab.shape[1:]:
         raise InputError(f"mask shape {fp.shape} does not match the label columns {lab.shape[1:]}")
     t_vox = thickness_map(lab, li_label, axis=0, voxel_size_um=voxel_size_um)
     t_vox[~fp] = np.nan
-    if not np.any((lab == li_label)[:, fp]):
+    if not np.any((np.nan_to_num(t_vox) > 0)[fp]):
         raise InputError(f"no lithium found: label {li_label} does not occur inside the cell")
+    if interfaces_px is None and lazy:
+        lab = lab.compute()  # voxel boundaries need the labels themselves
     if interfaces_px is not None:
         ip = np.asarray(interfaces_px, dtype=np.float64)
         k = li_label - 1

@@ -210,3 +210,42 @@ def test_peak_memory_follows_the_tile_not_the_volume(tmp_path):
     col = lab[:, 256, 240]  # a column in the cell: thickness of the Li layer as built
     assert (col == 1).sum() == 8
     assert abs(int((col == 2).sum()) - (np.ceil(top[256, 240]) - 8)) <= 1
+
+
+def _ngff(path, vol, voxel_size_um=1.7):
+    import zarr
+
+    g = zarr.open_group(str(path), mode="w")
+    a = g.create_array("0", shape=vol.shape, dtype="float32", chunks=(16, 32, 32))
+    a[...] = vol
+    g.attrs["voxel_size_um"] = voxel_size_um
+    return path
+
+
+def test_cli_tile_and_memory_options_steer_the_tiling(cell, in_memory, tmp_path, capsys):
+    import zarr
+
+    from pipelines._cli_segment import tile_from_memory
+    from pipelines.cli import main
+
+    _, vol = cell
+    runs = {}
+    for name, opts in (("whole", ["--tile", "96"]), ("tiles", ["--tile", "20"]),
+                       ("memory", ["--memory-gb", "0.02"])):
+        store = _ngff(tmp_path / f"{name}.zarr", vol)
+        assert main(["segment", str(store), "--chunks", "16,32,32", "--quiet", *opts]) == 0
+        g = zarr.open_group(str(store), mode="r")["labels"]["layers"]
+        runs[name] = (g["0"][...], g.attrs["segmentation"]["n_tiles"], g["0"].chunks)
+        assert not any(p.name.startswith(".denoised_") for p in (tmp_path / f"{name}_maps").iterdir())
+    edge = tile_from_memory(0.02, vol.shape[0])
+    assert edge == int((0.02e9 / (48 * 48)) ** 0.5) - 48
+    assert runs["whole"][1] == 1 and runs["tiles"][1] == 25 and runs["memory"][1] == (-(-96 // edge)) ** 2
+    assert runs["tiles"][2] == (48, 20, 20)  # labels written in tile-shaped chunks
+    np.testing.assert_array_equal(runs["tiles"][0], runs["whole"][0])
+    np.testing.assert_array_equal(runs["memory"][0], runs["whole"][0])
+    # denoised input (median 3) still labels the simulated Li layer like the raw in-memory run
+    agree = np.mean((runs["whole"][0] == 2) == (in_memory[0] == 2))
+    assert agree > 0.99
+    store = _ngff(tmp_path / "small.zarr", vol)
+    assert main(["segment", str(store), "--memory-gb", "0.0001", "--quiet"]) == 2
+    assert "--memory-gb" in capsys.readouterr().err
