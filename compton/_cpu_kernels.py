@@ -26,12 +26,24 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 MODE_NONE = 0
 MODE_DISCRIMINATE = 1
 MODE_ADD = 2
 _KEY_BUFFER = 1 << 15  # histogram cells buffered per block before they are added
+
+
+try:  # numba's count-trailing-zeros intrinsic (one instruction)
+    from numba.cpython.unsafe.numbers import trailing_zeros
+except ImportError:  # pragma: no cover - moved in another numba version: portable loop
+
+    @njit(cache=True, nogil=True, inline="always")
+    def trailing_zeros(x):
+        n = 0
+        while (x & np.uint64(1)) == 0:
+            x >>= np.uint64(1)
+            n += 1
+        return n
 
 
 @njit(cache=True, nogil=True, inline="always")
