@@ -27,17 +27,7 @@ import json
 import time
 from pathlib import Path
 
-
-def _positive(value: str) -> float:
-    import argparse
-
-    try:
-        x = float(value)
-    except ValueError:
-        x = float("nan")
-    if not x > 0 or x == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return x
+from ._argtypes import positive_float
 
 
 def register(subparsers) -> None:
@@ -54,16 +44,16 @@ def register(subparsers) -> None:
     p.add_argument("input", help="calibrated cube: DIR.zarr or FILE.h5 (anodescope hexitec)")
     p.add_argument("-o", "--output", required=True, help="output EMF maps: DIR.zarr")
     p.add_argument("--geometry", default=None, help="geometry YAML (per-pixel scattering angles)")
-    p.add_argument("--e0", type=_positive, default=None, help="incident energy, keV (default 115 or the geometry's)")
-    p.add_argument("--theta-deg", type=_positive, default=None,
+    p.add_argument("--e0", type=positive_float, default=None, help="incident energy, keV (default 115 or the geometry's)")
+    p.add_argument("--theta-deg", type=positive_float, default=None,
                    help="one scattering angle for all pixels, degrees (default: geometry, else 90)")
-    p.add_argument("--low", type=_positive, default=1.0, help="valence window |p_z| <= LOW, a.u. (default 1)")
-    p.add_argument("--high", type=_positive, default=5.0, help="core window LOW < |p_z| <= HIGH, a.u. (default 5)")
+    p.add_argument("--low", type=positive_float, default=1.0, help="valence window |p_z| <= LOW, a.u. (default 1)")
+    p.add_argument("--high", type=positive_float, default=5.0, help="core window LOW < |p_z| <= HIGH, a.u. (default 5)")
     p.add_argument("--background", choices=("none", "constant", "linear", "quadratic"), default="none",
                    help="side-band background fit (with fluorescence lines in the side bands)")
     p.add_argument("--sideband", nargs=2, type=float, action="append", metavar=("LO_KEV", "HI_KEV"),
                    default=None, help="side band for the background fit, keV (repeatable)")
-    p.add_argument("--fwhm", type=_positive, default=0.8, help="detector resolution FWHM, keV (default 0.8)")
+    p.add_argument("--fwhm", type=positive_float, default=0.8, help="detector resolution FWHM, keV (default 0.8)")
     p.add_argument("--regions", default=None, help="region label map [rows, cols] (.npy or .tif)")
     p.add_argument("--fractions", default=None, help="CSV of component volume fractions per region")
     p.add_argument("--calibration", default=None, help="CSV x,emf[,sigma] of reference samples")

@@ -13,10 +13,11 @@ ADU cube of a flood measurement is fitted with the Am-241 lines and ``DIR/gradie
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
+
+from ._argtypes import positive_float
 
 
 def _number_or_path(value: str):
@@ -24,16 +25,6 @@ def _number_or_path(value: str):
         return float(value)
     except ValueError:
         return value
-
-
-def _positive(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        x = float("nan")
-    if not x > 0 or x == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return x
 
 
 def register(subparsers) -> None:
@@ -61,7 +52,7 @@ def register(subparsers) -> None:
                    help="charge-sharing correction (default none)")
     p.add_argument("--window", type=int, choices=(3, 5), default=3,
                    help="discrimination window in pixels (default 3)")
-    p.add_argument("--bin-width", type=_positive, default=0.2,
+    p.add_argument("--bin-width", type=positive_float, default=0.2,
                    help="bin width in keV (ADU without calibration), default 0.2")
     p.add_argument("--e-min", type=float, default=0.0, help="lowest bin edge, keV (default 0)")
     p.add_argument("--e-max", type=float, default=200.0, help="top bin edge, keV (default 200)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._argtypes import positive_float
+
 
 def _center(value: str):
     if value == "auto":
@@ -35,16 +37,6 @@ def _rows(value: str) -> tuple[int | None, int | None]:
         raise argparse.ArgumentTypeError(
             f"--rows must be START:STOP (detector rows, e.g. 100:200), got {value!r}"
         ) from None
-
-
-def _positive(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        x = float("nan")
-    if not x > 0 or x == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return x
 
 
 def register(subparsers) -> None:
@@ -73,13 +65,13 @@ def register(subparsers) -> None:
                    help="median width in pixels of the sorting filter (--rings sorting or all; "
                         "default 21, suited to ~2k-pixel detectors: use fewer for narrow scans)")
     p.add_argument("--zingers", action="store_true", help="remove zingers (3x3 median test)")
-    p.add_argument("--phase-distance-mm", type=_positive, metavar="D",
+    p.add_argument("--phase-distance-mm", type=positive_float, metavar="D",
                    help="Paganin phase retrieval: propagation distance (mm)")
-    p.add_argument("--delta-beta", type=_positive, metavar="R",
+    p.add_argument("--delta-beta", type=positive_float, metavar="R",
                    help="Paganin phase retrieval: delta/beta ratio")
-    p.add_argument("--energy-kev", type=_positive, metavar="E",
+    p.add_argument("--energy-kev", type=positive_float, metavar="E",
                    help="photon energy (keV); default from the file")
-    p.add_argument("--pixel-size-um", type=_positive, metavar="P",
+    p.add_argument("--pixel-size-um", type=positive_float, metavar="P",
                    help="detector pixel size (um); default from the file")
     p.add_argument("--flat-method", choices=("mean", "median"), default="mean",
                    help="how flats and darks are combined (default mean)")

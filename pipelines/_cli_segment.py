@@ -234,7 +234,6 @@ def run_segment(args) -> int:
 
 
 def run_maps(args) -> int:
-    import numpy as np
     import zarr
 
     import segment
