@@ -161,7 +161,6 @@ def _integer_metric(ref, opp):
 
 def _strip_metric(ref, opp, overlap: float, side: str, cols: slice) -> float:
     """Normalised mismatch of ``ref`` and flipped ``opp`` for a (sub-pixel) overlap."""
-    xp = array_module(ref)
     width = ref.shape[1]
     c = _center_from_overlap(overlap, side, width)
     b = shift_rows(opp[:, ::-1], 2.0 * c - (width - 1))[:, cols]

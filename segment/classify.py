@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._backend import array_module, ndimage_module, resolve_device, to_device
+from ._backend import array_module, resolve_device, to_device
 from ._errors import InputError
 from ._seg_features import feature_halo, feature_names, multiscale_features
 from ._seg_chunked import ColumnSample, ExactSum, TileComponents, TileSource, sample_columns, strided_sample
