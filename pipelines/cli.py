@@ -24,6 +24,7 @@ VERB_MODULES = (
     "pipelines._cli_hexitec",
     "pipelines._cli_compton",
     "pipelines._cli_run",
+    "pipelines._cli_workflow",
 )
 
 EXIT_USER_ERROR = 2
