@@ -1,0 +1,120 @@
+"""Segmentation: automatic thresholds or a classifier trained on brushed labels, shown as labels."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from ._common import LayerPicker, WorkerMixin, level0, meta, voxel_size_um
+
+RESULT = "layers"
+TRAINING = "training"
+
+
+def _is_volume(layer) -> bool:
+    return type(layer).__name__ == "Image" and layer.ndim == 3 and meta(layer).get("kind") not in ("cube", "projections")
+
+
+class SegmentationWidget(WorkerMixin, QWidget):
+    """Label the layers of a cell volume (z stacking axis) and train a classifier from brushed labels.
+
+    Buttons: "Segment (thresholds)" runs ``segment.segment_layers`` with multi-Otsu or k-means;
+    "New training labels" adds an empty labels layer to brush (value k = k-th phase name);
+    "Train and apply" trains ``segment.train_classifier`` on it and segments with the forest.
+    The result is the labels layer "layers" (1..n in the order of the phases).
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer or napari.components.ViewerModel
+        The viewer.
+    """
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._init_worker()
+        self.info: dict | None = None
+        self.classifier = None
+        self.volume_picker = LayerPicker(self.viewer, _is_volume)
+        self.phases_edit = QLineEdit("collector,li,electrolyte")
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(("multiotsu", "kmeans"))
+        self.segment_button = QPushButton("Segment (thresholds)")
+        self.training_button = QPushButton("New training labels")
+        self.train_button = QPushButton("Train and apply")
+        form = QFormLayout()
+        form.addRow("volume", self.volume_picker)
+        form.addRow("phases (bottom to top)", self.phases_edit)
+        form.addRow("threshold method", self.method_combo)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        for w in (self.segment_button, self.training_button, self.train_button, self.status):
+            lay.addWidget(w)
+        lay.addStretch(1)
+        self.segment_button.clicked.connect(self.segment)
+        self.training_button.clicked.connect(self.new_training_layer)
+        self.train_button.clicked.connect(self.train_and_apply)
+
+    def phases(self) -> tuple[str, ...]:
+        """Phase names from the text box, bottom to top."""
+        return tuple(p.strip().lower() for p in self.phases_edit.text().split(",") if p.strip())
+
+    def _volume(self):
+        layer = self.volume_picker.layer()
+        if layer is None:
+            raise ValueError("no 3-D image layer to segment")
+        return layer, np.asarray(level0(layer), np.float32)
+
+    def segment(self) -> None:
+        """Segment with automatic thresholds (worker)."""
+        import segment
+
+        layer, vol = self._volume()
+        phases, method = self.phases(), self.method_combo.currentText()
+
+        def work():
+            return segment.segment_layers(vol, phases, axis=0, method=method, return_info=True)
+
+        self._start(work, on_done=lambda r: self._show(layer, r, phases), desc="segmenting")
+
+    def new_training_layer(self):
+        """Add an empty labels layer "training" on the volume grid to brush annotations into."""
+        layer, vol = self._volume()
+        if TRAINING in self.viewer.layers:
+            return self.viewer.layers[TRAINING]
+        lab = self.viewer.add_labels(np.zeros(vol.shape, np.uint8), name=TRAINING, scale=layer.scale)
+        self.status.setText(f"brush labels 1..{len(self.phases())} = {', '.join(self.phases())} (a few slices)")
+        return lab
+
+    def train_and_apply(self) -> None:
+        """Train the random forest on the "training" layer and segment with it (worker)."""
+        import segment
+
+        layer, vol = self._volume()
+        if TRAINING not in self.viewer.layers:
+            self.status.setText("add and brush the training labels first")
+            return
+        ann = np.asarray(self.viewer.layers[TRAINING].data)
+        phases = self.phases()
+
+        def work():
+            clf = segment.train_classifier(vol, ann, class_names=phases, n_estimators=30)
+            labels, info = segment.segment_layers(vol, phases, axis=0, method=clf, return_info=True)
+            return clf, (labels, info)
+
+        def done(result):
+            self.classifier = result[0]
+            self._show(layer, result[1], phases)
+
+        self._start(work, on_done=done, desc="training and applying the classifier")
+
+    def _show(self, layer, result, phases) -> None:
+        labels, info = result
+        self.info = info
+        md = {"anodescope": {"kind": "labels", "phases": list(info.get("phases", phases)), "axis": 0,
+                             "voxel_size_um": voxel_size_um(layer),
+                             "interfaces_px": np.asarray(info.get("interfaces_px")),
+                             "footprint": np.asarray(info.get("footprint"))}}
+        if RESULT in self.viewer.layers:
+            self.viewer.layers.remove(RESULT)
+        self.viewer.add_labels(np.asarray(labels), name=RESULT, scale=layer.scale, metadata=md)
