@@ -164,9 +164,13 @@ def _finish(args, store: Path, labels, voxel_size_um, phases, axis, info_interfa
                               level=None if args.level == "none" else args.level)
     import zarr
 
-    root = zarr.open_group(str(store), mode="a")  # same zarr format as the volume
-    segment.write_maps(root.require_group("maps"), maps,
-                       provenance={"command": " ".join(sys.argv[1:]) or "anodescope"})
+    provenance = {"command": " ".join(sys.argv[1:]) or "anodescope"}
+    maps_store = getattr(args, "maps_store", None)
+    if maps_store:  # a separate group (the study runner's segment/maps.zarr)
+        segment.write_maps(zarr.open_group(str(maps_store), mode="a", zarr_format=2), maps, provenance=provenance)
+    else:
+        root = zarr.open_group(str(store), mode="a")  # same zarr format as the volume
+        segment.write_maps(root.require_group("maps"), maps, provenance=provenance)
     out = _out_dir(store, args.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = dict(maps.metrics)
@@ -176,7 +180,7 @@ def _finish(args, store: Path, labels, voxel_size_um, phases, axis, info_interfa
     t = maps.metrics["thickness_um"]
     _say(args, f"Li thickness mean {t['mean']:.2f} um (min {t['min']:.2f}, max {t['max']:.2f}); "
                f"capacity {maps.metrics['capacity_mah_cm2_mean']:.3f} mAh/cm^2")
-    _say(args, f"wrote {store / 'maps'}, {out / 'metrics.json'} and {len(figs)} figures in {out}")
+    _say(args, f"wrote {maps_store or store / 'maps'}, {out / 'metrics.json'} and {len(figs)} figures in {out}")
     return 0
 
 
@@ -222,7 +226,12 @@ def run_segment(args) -> int:
         _say(args, f"labelling phases {','.join(phases)} along axis {axis} "
                    f"({'classifier ' + str(args.classifier) if args.classifier else args.method}) "
                    f"in lateral tiles of {tile} x {tile} voxels")
-        g, arr = _labels_array(store, den.shape, axis, tile)
+        labels_store = getattr(args, "labels_store", None)  # default: inside the volume
+        if labels_store:
+            import zarr
+
+            zarr.open_group(str(labels_store), mode="a", zarr_format=2)
+        g, arr = _labels_array(Path(labels_store) if labels_store else store, den.shape, axis, tile)
         labels, info = segment.segment_layers(den, phases, axis=axis, method=method, li_class=args.li_class,
                                               smooth_px=args.smooth, device=args.device, tile_px=tile,
                                               chunks=chunks, out=arr, return_info=True)
