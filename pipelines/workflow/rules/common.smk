@@ -7,15 +7,6 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-#: stages that have a rule, in chain order (the study report is a separate rule)
-TOMO_STAGES = ("reconstruct", "segment", "strip")
-XCS_STAGES = ("hexitec", "compton")
-
-#: named conda environment the jobs run in with `--software-deployment-method conda`
-#: (create it once: conda create -n anodescope python=3.12 && pip install anodescope)
-CONDA_ENV = "anodescope"
-
-
 def study_yaml():
     """The study YAML given with --configfile (absolute path)."""
     files = list(workflow.configfiles)
@@ -72,24 +63,17 @@ def stage_json(scan, stage):
     return f"{OUT}/{scan}/{stage}/stage.json"
 
 
-def selected(scan, stage):
-    """Whether `stage` of `scan` is selected by the study's `run:` list."""
-    return stage in STUDY.stages_for(scan)
-
-
 def upstream_of(stage):
     """Input function: stage.json of the stages that `stage` reads.
 
-    A stage needs its upstream stage even when `run:` leaves it out (Snakemake makes
-    it); the report reads only the selected stages of its scan.
+    The same upstream stages as `anodescope run` requires (pipelines.config.ScanConfig.upstream):
+    the previous stage of the chain, and for the report every other stage of the scan. They
+    are made even when `run:` leaves them out.
     """
 
     def inputs(wildcards):
         scan = STUDY.scan(wildcards.scan)
-        names = scan.upstream(stage)
-        if stage == "report":
-            names = [n for n in names if selected(scan, n)]
-        return [stage_json(scan.id, n) for n in names]
+        return [stage_json(scan.id, up) for up in scan.upstream(stage)]
 
     return inputs
 

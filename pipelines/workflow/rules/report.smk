@@ -1,4 +1,4 @@
-# Reports: one per scan (<out>/<scan>/report/, from every selected stage of the scan)
+# Reports: one per scan (<out>/<scan>/report/, from every stage of the scan)
 # and the study report <out>/report.html over all scans.
 
 
@@ -18,7 +18,7 @@ rule report:
         mem_mb=1000,
         runtime=20,
     conda:
-        CONDA_ENV
+        "../envs/anodescope.yaml"
     shell:
         "anodescope run {params.study:q} --scan {wildcards.scan} --stage report --quiet "
         "> {log:q} 2>&1"

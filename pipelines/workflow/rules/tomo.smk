@@ -24,7 +24,7 @@ rule reconstruct:
         runtime=120,
         gpu=uses_gpu("reconstruct"),
     conda:
-        CONDA_ENV
+        "../envs/anodescope.yaml"
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} DASK_NUM_WORKERS={threads} "
         "anodescope run {params.study:q} --scan {wildcards.scan} --stage reconstruct --quiet "
@@ -52,7 +52,7 @@ rule segment:
         runtime=60,
         gpu=uses_gpu("segment"),
     conda:
-        CONDA_ENV
+        "../envs/anodescope.yaml"
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} DASK_NUM_WORKERS={threads} "
         "anodescope run {params.study:q} --scan {wildcards.scan} --stage segment --quiet "
@@ -79,7 +79,7 @@ rule strip:
         runtime=60,
         gpu=uses_gpu("strip"),
     conda:
-        CONDA_ENV
+        "../envs/anodescope.yaml"
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} DASK_NUM_WORKERS={threads} "
         "anodescope run {params.study:q} --scan {wildcards.scan} --stage strip --quiet "

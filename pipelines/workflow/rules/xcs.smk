@@ -4,7 +4,7 @@
 
 rule hexitec:
     input:
-        unpack(raw_inputs("frames", "gradients", "intercepts")),
+        unpack(raw_inputs("frames", "gradients", "intercepts", "geometry")),
     output:
         stage_json("{scan}", "hexitec"),
     params:
@@ -22,7 +22,7 @@ rule hexitec:
         runtime=120,
         gpu=uses_gpu("hexitec"),
     conda:
-        CONDA_ENV
+        "../envs/anodescope.yaml"
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} DASK_NUM_WORKERS={threads} "
         "anodescope run {params.study:q} --scan {wildcards.scan} --stage hexitec --quiet "
@@ -50,7 +50,7 @@ rule compton:
         runtime=60,
         gpu=uses_gpu("compton"),
     conda:
-        CONDA_ENV
+        "../envs/anodescope.yaml"
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} DASK_NUM_WORKERS={threads} "
         "anodescope run {params.study:q} --scan {wildcards.scan} --stage compton --quiet "
