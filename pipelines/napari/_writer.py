@@ -85,7 +85,8 @@ def write_labels(path: str, data, attributes: dict) -> list[str]:
                              fill_value=0, overwrite=True,
                              chunk_key_encoding={"name": "v2", "separator": "/"})
     if hasattr(data, "dask"):
-        data.astype(dtype).store(arr, lock=False)
+        # one dask block per zarr chunk: no two threads write parts of the same chunk
+        data.astype(dtype).rechunk(arr.chunks).store(arr, lock=False)
     else:
         arr[...] = np.asarray(data, dtype=dtype)
     scale = [float(s) for s in (attributes.get("scale") or [1.0] * ndim)][-ndim:]

@@ -10,7 +10,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit, QProgressBar,
                             QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from ._common import LayerPicker, WorkerMixin, limits, meta, set_layer
+from ._common import LayerPicker, PlotPanel, WorkerMixin, limits, meta, set_layer
 
 RINGS = ("none", "sorting", "all", "fw")
 PREVIEW = "recon preview"
@@ -90,6 +90,7 @@ class ReconstructionWidget(WorkerMixin, QWidget):
         self.out_edit.setPlaceholderText("output .zarr")
         self.run_button = QPushButton("Reconstruct all (chunked)")
         self.progress = QProgressBar()
+        self.plot = PlotPanel(height_in=3.0)
 
         form = QFormLayout()
         form.addRow("projections layer", self.scan_picker)
@@ -105,9 +106,8 @@ class ReconstructionWidget(WorkerMixin, QWidget):
         form.addRow("output", self.out_edit)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        for w in (self.center_button, self.preview_button, self.run_button, self.progress, self.status):
+        for w in (self.center_button, self.preview_button, self.run_button, self.progress, self.plot, self.status):
             lay.addWidget(w)
-        lay.addStretch(1)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -196,6 +196,20 @@ class ReconstructionWidget(WorkerMixin, QWidget):
         px = self.projections.pixel_size_um or 1.0
         set_layer(self.viewer, PREVIEW, img, scale=(px, px), colormap="gray", contrast_limits=limits(img),
                   metadata={"anodescope": {"kind": "preview", "row": row, "center": center}})
+        self._draw(img, row, center, px)
+
+    def _draw(self, img, row, center, px) -> None:
+        fig = self.plot.figure
+        fig.clear()
+        ax = fig.add_subplot(1, 1, 1)
+        self.plot.axes = [ax]
+        n = img.shape[-1]
+        lo, hi = limits(img)
+        im = ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=(0, n * px, n * px, 0))
+        fig.colorbar(im, ax=ax, label="attenuation per pixel")
+        ax.set_title(f"row {row}, centre {center:.2f} px", fontsize=9)
+        ax.set_xlabel("x (µm)" if self.projections.pixel_size_um else "x (px)")
+        self.plot.draw()
 
     # ------------------------------------------------------------------ whole scan
     def run_all(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from ._common import LayerPicker, WorkerMixin, level0, meta, voxel_size_um
+from ._common import LayerPicker, PlotPanel, WorkerMixin, level0, meta, voxel_size_um
 
 RESULT = "layers"
 TRAINING = "training"
@@ -42,15 +42,15 @@ class SegmentationWidget(WorkerMixin, QWidget):
         self.segment_button = QPushButton("Segment (thresholds)")
         self.training_button = QPushButton("New training labels")
         self.train_button = QPushButton("Train and apply")
+        self.plot = PlotPanel(height_in=2.6)
         form = QFormLayout()
         form.addRow("volume", self.volume_picker)
         form.addRow("phases (bottom to top)", self.phases_edit)
         form.addRow("threshold method", self.method_combo)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        for w in (self.segment_button, self.training_button, self.train_button, self.status):
+        for w in (self.segment_button, self.training_button, self.train_button, self.plot, self.status):
             lay.addWidget(w)
-        lay.addStretch(1)
         self.segment_button.clicked.connect(self.segment)
         self.training_button.clicked.connect(self.new_training_layer)
         self.train_button.clicked.connect(self.train_and_apply)
@@ -118,3 +118,25 @@ class SegmentationWidget(WorkerMixin, QWidget):
         if RESULT in self.viewer.layers:
             self.viewer.layers.remove(RESULT)
         self.viewer.add_labels(np.asarray(labels), name=RESULT, scale=layer.scale, metadata=md)
+        self._draw(np.asarray(level0(layer)), np.asarray(labels), md["anodescope"]["phases"], voxel_size_um(layer))
+
+    def _draw(self, vol, labels, phases, vs) -> None:
+        """A vertical (z, x) section through the middle: volume in grey, phases in colour."""
+        from matplotlib.colors import ListedColormap
+
+        fig = self.plot.figure
+        fig.clear()
+        ax = fig.add_subplot(1, 1, 1)
+        self.plot.axes = [ax]
+        y = labels.shape[1] // 2
+        nz, nx = labels.shape[0], labels.shape[2]
+        ext = (0, nx * vs, 0, nz * vs)
+        ax.imshow(vol[:, y, :], cmap="gray", origin="lower", extent=ext, aspect="auto")
+        colours = ["#00000000", "#c87828", "#3ca0ff", "#78c85a", "#c850c8", "#e0e040"]
+        cmap = ListedColormap(colours[: len(phases) + 1])
+        ax.imshow(np.ma.masked_equal(labels[:, y, :], 0), cmap=cmap, vmin=0, vmax=len(phases), alpha=0.45,
+                  origin="lower", extent=ext, aspect="auto", interpolation="nearest")
+        ax.set_xlabel("x (µm)")
+        ax.set_ylabel("z (µm)")
+        ax.set_title("section y = %d: %s" % (y, ", ".join(f"{k + 1} {p}" for k, p in enumerate(phases))), fontsize=8)
+        self.plot.draw()
