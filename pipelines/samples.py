@@ -235,7 +235,7 @@ def anode_free_cell(
 LI_UM_PER_MAH_CM2 = 4.86
 
 #: stack models of :func:`anode_free_cell_states`
-STACK_MODELS = ("relaxed", "void")
+STACK_MODELS = ("void", "relaxed")
 
 
 def _strip_depth(thickness_um: np.ndarray, rate: np.ndarray, stripped_um: float) -> float:
@@ -266,7 +266,7 @@ def anode_free_cell_states(
     n_pores: int = 25,
     stripped_um: float = 16.0,
     nonuniformity: float = 0.0,
-    stack: str = "relaxed",
+    stack: str = "void",
     seed: int = 0,
 ) -> dict[str, CellSample]:
     """One anode-free cell after plating and after partial stripping.
@@ -285,18 +285,22 @@ def anode_free_cell_states(
 
     Where does the space go? Two stack models:
 
-    - ``"relaxed"`` (default): the physically expected case of an anode-free cell held under
-      stack pressure (MPa, above the ~1 MPa yield stress of lithium). The ceramic
-      Li6PS5Cl separator is rigid and stays in place; the stack pushes the compliant
-      Grafoil collector, with the lithium left on it, against the electrolyte, so the
-      remaining lithium stays in contact with the electrolyte and where lithium ran out the
-      collector touches the electrolyte (inactive contact). The collector top rises by the
-      removed depth ``T - T'``; the collector extends below the field of view, so its
-      voxels simply replace the lithium that left. Only lithium voxels change.
-    - ``"void"``: no relaxation (e.g. stripping faster than lithium creeps, or no stack
-      pressure): collector and electrolyte stay in place and a gap of air opens at the
-      Li | electrolyte interface where lithium left (label 4, pore). Such a gap is barely
-      visible in absorption contrast (lithium 0.09 cm^-1, air 0.0006 cm^-1 at 25.5 keV).
+    - ``"void"`` (default): the collector and the ceramic Li6PS5Cl separator are rigid and
+      stay in place; lithium leaves through the Li | electrolyte interface and a gap (air,
+      label 4) opens there: on top of the remaining islands and, where lithium ran out,
+      between collector and electrolyte. This is the picture of SCIENCE.md section 1 ("voids
+      form at the remaining islands"): the stack pressure is carried by the remaining islands,
+      so the stack cannot close while they stand, and lithium creep closes the voids far more
+      slowly than stripping at 0.5 mA cm^-2 opens them. The gap is barely visible in
+      absorption contrast (lithium 0.09 cm^-1, air 0.0006 cm^-1 at 25.5 keV): a measurement
+      that takes the darkest layer for lithium sees ``T`` (lithium plus gap), not ``T'``.
+    - ``"relaxed"``: complete creep under high stack pressure: the remaining lithium stays
+      pressed against the electrolyte and the compliant Grafoil collector follows it (its top
+      rises by the removed depth ``T - T'``; the collector extends below the field of view,
+      so its voxels simply replace the lithium that left); where lithium ran out the collector
+      touches the electrolyte.
+
+    Either way only voxels that held lithium change.
 
     Parameters
     ----------
@@ -309,7 +313,7 @@ collector_px, corr_um, n_particles, n_pores, seed
     nonuniformity : float
         Relative amplitude (0 to 1) of the lateral variation of the stripping rate; 0 = the
         uniform stripping of SCIENCE.md section 4.
-    stack : {"relaxed", "void"}
+    stack : {"void", "relaxed"}
         What fills the space the lithium left (see above).
 
     Returns
@@ -324,7 +328,8 @@ collector_px, corr_um, n_particles, n_pores, seed
     --------
     >>> cells = anode_free_cell_states(shape=(40, 64, 64), pixel_size_um=2.0, stripped_um=10.0)
     >>> plated, stripped = cells["plated"], cells["stripped"]
-    >>> bool(np.all(stripped.thickness_um[~np.isnan(stripped.thickness_um)] <= 25.0 + 25.0))
+    >>> inside = ~np.isnan(plated.thickness_um)
+    >>> bool(np.all(stripped.thickness_um[inside] <= plated.thickness_um[inside]))
     True
     >>> round(float(np.nanmean(plated.thickness_um - stripped.thickness_um)), 6)
     10.0
@@ -711,8 +716,10 @@ def make_sample_study(out_dir, *, size: str = "demo", seed: int = 0) -> Path:
 
     - ``data/plated.h5`` and ``data/stripped.h5``: DXchange scans (``recon.simulate_scan``:
       flats, darks, Poisson noise, a dead and a hot detector column) of the two states of one
-      anode-free cell (:func:`anode_free_cell_states`), with the true Li thickness maps
-      ``data/<state>_thickness_um.npy`` (um, NaN outside the cell);
+      anode-free cell (:func:`anode_free_cell_states`, 16 um of the 25 um stripped, voids
+      where lithium left), with the true Li thickness maps ``data/<state>_thickness_um.npy``
+      (um, NaN outside the cell) and ``data/stripped_li_plus_gap_um.npy`` (lithium plus the
+      gap it left, the dark layer absorption contrast shows);
     - ``data/xcs_soc000.zarr``, ``xcs_soc050.zarr``, ``xcs_soc100.zarr``: XCS cubes
       (``compton.write_cube``) of a cell at states of charge 0, 0.5 and 1
       (:func:`xcs_acquisition`), with ``data/xcs_geometry.yaml`` and the region labels
@@ -784,7 +791,7 @@ def make_sample_study(out_dir, *, size: str = "demo", seed: int = 0) -> Path:
 
     # ---- tomography: one cell, two states
     cells = anode_free_cell_states(shape=p["shape"], pixel_size_um=p["pixel_size_um"],
-                                   n_particles=p["n_particles"], n_pores=p["n_pores"], seed=seed)
+                                   n_particles=p["n_particles"], n_pores=p["n_pores"], stack="void", seed=seed)
     theta = np.linspace(0.0, np.pi, p["n_angles"], endpoint=False)
     width = p["shape"][2]
     scans, states = [], {}
@@ -803,6 +810,9 @@ def make_sample_study(out_dir, *, size: str = "demo", seed: int = 0) -> Path:
         _atomic(h5, write_scan)
         truth_npy = data / f"{state}_thickness_um.npy"
         _save_npy(truth_npy, cell.thickness_um)
+        if state == "stripped":  # lithium plus the gap it left: what absorption contrast shows as dark
+            gap_npy = data / "stripped_li_plus_gap_um.npy"
+            _save_npy(gap_npy, cells["plated"].thickness_um)
         mean_um = float(np.nanmean(cell.thickness_um))
         capacity = round(mean_um / LI_UM_PER_MAH_CM2, 4)
         scans.append({"id": state, "kind": "tomo", "projections": f"data/{h5.name}",
@@ -819,6 +829,7 @@ def make_sample_study(out_dir, *, size: str = "demo", seed: int = 0) -> Path:
             info = cell.info
             entry.update(
                 stack=info["stack"],
+                li_plus_gap=f"data/{gap_npy.name}",
                 stripped=_value(info["removed_um"], "um", "mean Li depth removed"),
                 stripped_capacity=_value(info["removed_mah_cm2"], "mAh cm^-2"),
                 strip_depth=_value(info["depth_um"], "um", "depth removed wherever Li remained"),
