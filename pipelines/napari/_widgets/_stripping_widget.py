@@ -127,8 +127,10 @@ class StrippingWidget(WorkerMixin, QWidget):
 
     def _draw(self, f, active, cur) -> None:
         r = self.result
-        ax, ax2 = self.plot.axes
-        ax.clear()
+        fig = self.plot.figure
+        fig.clear()
+        ax, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
+        self.plot.axes = [ax, ax2]
         ax.plot(100 * r.stripped_fraction, 100 * r.active_fraction, color="tab:blue", label="active area")
         ax.plot([100 * f], [100 * active], "o", color="tab:red", label=f"{100 * f:.0f} % stripped")
         ax.set_xlabel("stripped capacity (%)")
@@ -136,16 +138,12 @@ class StrippingWidget(WorkerMixin, QWidget):
         ax.set_xlim(0, 100)
         ax.set_ylim(0, 105)
         ax.legend(loc="lower left", fontsize=8)
-        ax2.clear()
-        for cb in list(getattr(self, "_cbars", [])):
-            cb.remove()
-        self._cbars = []
         if cur is not None:
             c = np.asarray(cur.current_rel, np.float64)
             ny, nx = c.shape
             px = r.pixel_size_um
             im = ax2.imshow(c, cmap="turbo", extent=(0, nx * px, ny * px, 0), vmin=0)
-            self._cbars.append(self.plot.figure.colorbar(im, ax=ax2, label="local / applied current"))
+            fig.colorbar(im, ax=ax2, label="local / applied current")
             ax2.set_xlabel("x (µm)")
             ax2.set_ylabel("y (µm)")
         self.plot.draw()
