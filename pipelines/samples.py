@@ -164,7 +164,7 @@ def anode_free_cell(
     Examples
     --------
     >>> cell = anode_free_cell(shape=(40, 64, 64), seed=1)
-    >>> cell.mu_per_px.shape, cell.labels.max()
+    >>> cell.mu_per_px.shape, int(cell.labels.max())
     ((40, 64, 64), 4)
     """
     nz, ny, nx = shape
@@ -331,7 +331,7 @@ collector_px, corr_um, n_particles, n_pores, seed
     >>> inside = ~np.isnan(plated.thickness_um)
     >>> bool(np.all(stripped.thickness_um[inside] <= plated.thickness_um[inside]))
     True
-    >>> round(float(np.nanmean(plated.thickness_um - stripped.thickness_um)), 6)
+    >>> round(float(np.nanmean(plated.thickness_um - stripped.thickness_um)), 3)
     10.0
     """
     if stack not in STACK_MODELS:
