@@ -127,6 +127,9 @@ class ComptonWidget(WorkerMixin, QWidget):
             sel = (pz_e >= lo_) & (pz_e <= hi_)
             if sel.any():
                 ax.axvspan(e[sel].min(), e[sel].max(), color=color, alpha=0.25, label=label)
+        near = np.abs(pz_e) <= high + 2
+        if near.any():
+            ax.set_xlim(e[near].min() - 1.0, e[near].max() + 1.0)
         ax.set_xlabel("energy (keV)")
         ax.set_ylabel("counts")
         ax.legend(fontsize=8, loc="upper left")

@@ -62,7 +62,8 @@ class SegmentationWidget(WorkerMixin, QWidget):
     def _volume(self):
         layer = self.volume_picker.layer()
         if layer is None:
-            raise ValueError("no 3-D image layer to segment")
+            self.status.setText("no 3-D image layer to segment")
+            return None, None
         return layer, np.asarray(level0(layer), np.float32)
 
     def segment(self) -> None:
@@ -70,6 +71,8 @@ class SegmentationWidget(WorkerMixin, QWidget):
         import segment
 
         layer, vol = self._volume()
+        if layer is None:
+            return
         phases, method = self.phases(), self.method_combo.currentText()
 
         def work():
@@ -80,6 +83,8 @@ class SegmentationWidget(WorkerMixin, QWidget):
     def new_training_layer(self):
         """Add an empty labels layer "training" on the volume grid to brush annotations into."""
         layer, vol = self._volume()
+        if layer is None:
+            return None
         if TRAINING in self.viewer.layers:
             return self.viewer.layers[TRAINING]
         lab = self.viewer.add_labels(np.zeros(vol.shape, np.uint8), name=TRAINING, scale=layer.scale)
@@ -91,6 +96,8 @@ class SegmentationWidget(WorkerMixin, QWidget):
         import segment
 
         layer, vol = self._volume()
+        if layer is None:
+            return
         if TRAINING not in self.viewer.layers:
             self.status.setText("add and brush the training labels first")
             return
