@@ -21,11 +21,17 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     """Save through a temporary name, so a reader never sees half a PNG."""
+    import os
+    import uuid
+
     path = Path(path)
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=100)
-    _plt().close(fig)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part.png")
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        _plt().close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 
