@@ -301,3 +301,36 @@ def test_two_scan_sample_study_runs_with_2_cores_then_nothing_to_do(tmp_path):
     assert plan.returncode == 0, (plan.stdout + plan.stderr)[-3000:]
     assert job_counts(plan.stdout + plan.stderr) == {"segment": 1, "strip": 1, "report": 1, "study_report": 1,
                                                      "all": 1}
+
+
+@pytest.mark.gpu
+def test_gpu_reconstruct_job_matches_cpu_job(tmp_path):
+    """With `device: gpu` the reconstruct job asks for the GPU and gives the CPU job's volume."""
+    samples = pytest.importorskip("pipelines.samples")
+    if not hasattr(samples, "make_sample_study"):
+        pytest.skip("pipelines.samples.make_sample_study not available")
+    import warnings
+
+    import zarr
+
+    full = samples.make_sample_study(tmp_path / "sample", size="test")
+    doc = yaml.safe_load(full.read_text())
+    tomo = next(s for s in doc["scans"] if s["kind"] == "tomo")
+    volumes = {}
+    for device in ("cpu", "gpu"):
+        d = dict(doc, scans=[tomo], out=f"results_{device}", run=["reconstruct"])
+        d["stages"] = dict(doc.get("stages") or {})
+        d["stages"]["reconstruct"] = {**d["stages"].get("reconstruct", {}), "device": device}
+        study = full.with_name(f"{device}.yaml")
+        study.write_text(yaml.safe_dump(d, sort_keys=False))
+        res = anodescope("workflow", study, "--cores", "2", cwd=tmp_path)
+        log = res.stdout + res.stderr
+        assert res.returncode == 0, log[-3000:]
+        assert re.search(rf"gpu={1 if device == 'gpu' else 0}\b", log)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            group = zarr.open_group(str(full.parent / d["out"] / tomo["id"] / "reconstruct" / "volume.zarr"), mode="r")
+            volumes[device] = np.asarray(group["0"][...], dtype=np.float64)
+    cpu, gpu = volumes["cpu"], volumes["gpu"]
+    assert cpu.shape == gpu.shape
+    assert np.sqrt(np.mean((gpu - cpu) ** 2)) < 1e-3 * np.sqrt(np.mean(cpu ** 2)) + 1e-12
