@@ -13,6 +13,7 @@ Snakemake is optional: ``pip install "snakemake>=8"`` (and
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import subprocess
@@ -62,8 +63,6 @@ def _cores(text: str) -> str:
     except ValueError:
         n = 0
     if n < 1:
-        import argparse
-
         raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a positive number of cores")
     return str(n)
 
