@@ -59,9 +59,9 @@ def test_recon_widget(qtbot, viewer, scan_file, tmp_path):
     direct = recon.reconstruct(sino, p.theta_rad, TRUE_CENTER)
     np.testing.assert_allclose(img, direct, atol=1e-5)
 
-    # a wrong centre is visibly worse: what the slider is for
+    # a wrong centre is visibly worse: what the slider is for; moving it alone updates the slice
     w.center_spin.setValue(TRUE_CENTER + 4)
-    w.preview()
+    qtbot.waitUntil(lambda: w.last_preview["center"] == TRUE_CENTER + 4, timeout=30000)
     wait_idle(qtbot, w)
     assert _rel_err(viewer.layers["recon preview"].data, phantom) > good + 0.2
 
@@ -93,3 +93,14 @@ def test_recon_widget(qtbot, viewer, scan_file, tmp_path):
     data = layer.data[0] if layer.multiscale else layer.data
     np.testing.assert_array_equal(np.asarray(data), np.asarray(ref))
     assert _rel_err(np.asarray(ref[1]), phantom) < 0.35
+
+
+@pytest.mark.gpu
+def test_preview_gpu_equals_cpu(scan_file):
+    from pipelines.napari._widgets._recon_widget import preview_slice
+
+    path, _, _ = scan_file
+    p = recon.read_projections(path)
+    cpu = preview_slice(p, 1, TRUE_CENTER, rings="sorting", device="cpu")
+    gpu = preview_slice(p, 1, TRUE_CENTER, rings="sorting", device="gpu")
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4 * float(np.abs(cpu).max()))

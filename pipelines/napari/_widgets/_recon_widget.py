@@ -41,14 +41,38 @@ def sinogram(proj, row: int):
 
 
 def preview_slice(proj, row: int, center: float, *, rings: str = "none", filter_name: str = "ramp",
-                  algorithm: str = "fourier", sino=None):
-    """Reconstruct one detector row (the preview), attenuation per pixel, (W, W) float32."""
+                  algorithm: str = "fourier", sino=None, device: str = "auto"):
+    """Reconstruct one detector row (the preview).
+
+    Parameters
+    ----------
+    proj : recon.Projections
+        The scan.
+    row : int
+        Detector row (pixels).
+    center : float
+        Rotation axis in detector columns (pixels).
+    rings : {"none", "sorting", "all", "fw"}
+        Stripe removal on the sinogram.
+    filter_name, algorithm : str
+        As in ``recon.reconstruct``.
+    sino : ndarray, optional
+        The row's minus-log sinogram (angle, col), when already computed.
+    device : {"auto", "cpu", "gpu"}
+        Where to reconstruct.
+
+    Returns
+    -------
+    ndarray (W, W) float32
+        Attenuation per pixel, on the host.
+    """
     import recon
 
     s = sinogram(proj, row) if sino is None else sino
     s = _remove_rings(s, rings)
-    return np.asarray(recon.reconstruct(s, proj.theta_rad, center, algorithm=algorithm,
-                                        filter_name=filter_name, device="auto"))
+    img = recon.reconstruct(s, proj.theta_rad, center, algorithm=algorithm, filter_name=filter_name,
+                            device=device)
+    return img.get() if hasattr(img, "get") else np.asarray(img)
 
 
 class ReconstructionWidget(WorkerMixin, QWidget):
