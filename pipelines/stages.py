@@ -251,6 +251,14 @@ def _raw_inputs(scan: ScanConfig, stage: str) -> dict:
     return {k: getattr(scan, k) for k in keys if getattr(scan, k) is not None}
 
 
+def _upstream(cfg: StudyConfig, scan: ScanConfig, stage: str) -> tuple[str, ...]:
+    """Stages whose results ``stage`` reads; the report covers the chain stages of ``run`` only."""
+    ups = scan.upstream(stage)
+    if stage == "report":
+        ups = tuple(s for s in ups if s in cfg.run)
+    return ups
+
+
 def stage_hash(cfg: StudyConfig, scan_id: str, stage: str, *, _cache=None, _memo=None) -> str:
     """The hash that a complete ``stage`` of ``scan_id`` must carry to be up to date.
 
@@ -269,7 +277,7 @@ def stage_hash(cfg: StudyConfig, scan_id: str, stage: str, *, _cache=None, _memo
     h.update(_canonical(_stage_parameters(cfg, scan, stage)).encode() + b"\0")
     for name, path in sorted(_raw_inputs(scan, stage).items()):
         h.update(f"input {name}={content_hash(path, cache=cache)}\0".encode())
-    for up in scan.upstream(stage):
+    for up in _upstream(cfg, scan, stage):
         h.update(f"upstream {up}={stage_hash(cfg, scan_id, up, _cache=cache, _memo=memo)}\0".encode())
     memo[key] = h.hexdigest()
     if _cache is None:
@@ -590,7 +598,7 @@ def _report_module():
 def _check_upstream(cfg, scan, stage, cache, memo) -> dict:
     """Upstream records; InputError when an upstream stage is missing or out of date."""
     records = {}
-    for up in scan.upstream(stage):
+    for up in _upstream(cfg, scan, stage):
         status = stage_status(cfg, scan.id, up, _cache=cache, _memo=memo)
         if status != "complete":
             why = "has not run" if status == "missing" else "is out of date (its inputs or parameters changed)"
@@ -740,7 +748,7 @@ def _plan(cfg: StudyConfig, scans, stages, force: bool) -> list[tuple[str, str]]
             chosen = cfg.stages_for(scan, stages)
             for st in chosen:
                 pairs.append((scan.id, st))
-                for up in scan.upstream(st):
+                for up in _upstream(cfg, scan, st):
                     if up in chosen:
                         continue
                     status = stage_status(cfg, scan.id, up, _cache=cache, _memo=memo)
@@ -776,7 +784,7 @@ def _run_distributed(cfg, pairs, client, force, progress, log) -> dict:
     by_key = {}
     for scan_id, stage in pairs:
         scan = cfg.scan(scan_id)
-        deps = [futures[(scan_id, up)] for up in scan.upstream(stage) if (scan_id, up) in futures]
+        deps = [futures[(scan_id, up)] for up in _upstream(cfg, scan, stage) if (scan_id, up) in futures]
         fut = client.submit(_stage_task, cfg, scan_id, stage, force, False, *deps, pure=False,
                             key=f"anodescope-{scan_id}-{stage}-{uuid.uuid4().hex[:8]}")
         futures[(scan_id, stage)] = fut
