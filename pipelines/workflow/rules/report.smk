@@ -17,10 +17,6 @@ rule report:
     resources:
         mem_mb=1000,
         runtime=20,
-        # `anodescope run --stage report` also rewrites the study report (<out>/report.html
-        # and <out>/report_figures/) with fixed temporary file names: the profiles allow
-        # one such job at a time (resources: study_report_writer=1)
-        study_report_writer=1,
     conda:
         "../envs/anodescope.yaml"
     shell:
