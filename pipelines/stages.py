@@ -675,8 +675,39 @@ def run_stage(config, scan_id: str, stage: str, *, force: bool = False, progress
     if stage == "report" and _report_module() is None:
         log(scan.id, stage, "skipped (pipelines.report is not available)")
         return {"stage": stage, "scan": scan.id, "hash": h, "status": "unavailable"}
-
     scan_dir.mkdir(parents=True, exist_ok=True)
+    with _stage_lock(scan_dir, scan.id, stage):
+        return _execute(cfg, scan, stage, h, upstream, cache, force=force, progress=progress, log=log)
+
+
+@contextlib.contextmanager
+def _stage_lock(scan_dir: Path, scan_id: str, stage: str):
+    """An exclusive lock on ``<scan>/.<stage>.lock`` (released by the OS if the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    path = scan_dir / f".{stage}.lock"
+    fh = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(f"{scan_dir}: stage {stage!r} of scan {scan_id!r} is being run by another process "
+                             f"(lock {path.name}); wait for it to finish") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _execute(cfg, scan, stage, h, upstream, cache, *, force, progress, log) -> dict:
+    scan_dir = cfg.scan_dir(scan)
+    final = scan_dir / stage
+    old = _read_json(final / STAGE_JSON)  # completed by another process while we waited?
+    if not force and isinstance(old, dict) and old.get("hash") == h:
+        log(scan.id, stage, "skipped (complete, same inputs and parameters)")
+        return {**old, "status": "skipped"}
     params = _stage_parameters(cfg, scan, stage)
     started, t0 = _now(), time.perf_counter()
     if stage == "report":

@@ -307,6 +307,14 @@ def test_stale_partial_is_removed_and_force_reruns(tiny, reference, capsys):
     first = json.loads((final / "stage.json").read_text())
     rec = run_stage(y, "cell", "strip", progress=False, force=True)
     assert rec["status"] == "done" and rec["hash"] == first["hash"] and rec["metrics"] == first["metrics"]
+    # a second process on the same (scan, stage) is refused while the first holds the lock
+    import fcntl
+
+    with open(folder / "stale" / "cell" / ".strip.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(InputError, match=r"stage 'strip' of scan 'cell' is being run by another process"):
+            run_stage(y, "cell", "strip", progress=False, force=True)
+    assert run_stage(y, "cell", "strip", progress=False)["status"] == "skipped"
 
 
 def test_stage_selection_needs_complete_upstream(tiny, reference):
