@@ -510,8 +510,44 @@ def _stripping_figure(scans: list, fig_dir: Path) -> tuple[Path | None, str]:
     return path, "Virtual stripping of each measured thickness map: active area and mean current multiplier."
 
 
-def _truth_comparisons(infos: list, truth: dict | None) -> list[dict]:
-    """Metrics against a sample study's truth.json: rotation centre and region EMF per scan."""
+def _read_thickness(scan_dir: Path):
+    """Measured thickness map (um) of a scan's segment stage, or None."""
+    import numpy as np
+
+    store = scan_dir / "segment" / "maps.zarr"
+    if not (scan_dir / "segment" / STAGE_JSON).is_file() or not store.exists():
+        return None
+    try:
+        import zarr
+
+        return np.asarray(zarr.open_group(str(store), mode="r")["thickness_um"][...], dtype=np.float64)
+    except Exception:  # unreadable store: no comparison, the report still comes out
+        return None
+
+
+def _gap_comparison(scan: dict, entry: dict, truth_dir: Path | None) -> dict | None:
+    """MAE of the measured map against lithium plus the gap it left (voids are dark like Li)."""
+    import numpy as np
+
+    path = _resolve(entry.get("li_plus_gap"), truth_dir)
+    measured = _read_thickness(scan["dir"])
+    if path is None or measured is None:
+        return None
+    try:
+        gap = np.load(path, allow_pickle=False).astype(np.float64)
+    except (OSError, ValueError):
+        return None
+    both = np.isfinite(gap) & np.isfinite(measured)
+    if gap.shape != measured.shape or not both.any():
+        return None
+    return {"stage": f"{scan['id']} / segment", "name": "thickness_mae_li_plus_gap",
+            "value": float(np.abs(measured[both] - gap[both]).mean()), "unit": "um",
+            "description": "mean absolute error against lithium plus the void it left on stripping "
+                           "(absorption contrast shows both as the dark layer)"}
+
+
+def _truth_comparisons(infos: list, truth: dict | None, truth_dir: Path | None = None) -> list[dict]:
+    """Metrics against a sample study's truth.json: centre, Li-plus-gap thickness, region EMF."""
     if not truth:
         return []
     rows = []
@@ -521,6 +557,11 @@ def _truth_comparisons(infos: list, truth: dict | None) -> list[dict]:
     names = {str(k): v for k, v in (xcs.get("regions") or {}).items()}
     for s, info in infos:
         recs = {st["stage"]: _metrics_of(st["record"]) for st in info["stages"]}
+        entry = (tomo.get("states") or {}).get(s["id"]) or {}
+        if entry.get("li_plus_gap"):
+            row = _gap_comparison(s, entry, truth_dir)
+            if row is not None:
+                rows.append(row)
         c = recs.get("reconstruct", {}).get("center", {}).get("value")
         if isinstance(c, (int, float)) and isinstance(centre, (int, float)) and info["kind"] == "tomo":
             rows.append({"stage": f"{s['id']} / reconstruct", "name": "center_error", "value": float(c - centre),
@@ -643,7 +684,7 @@ def write_study_report(out_dir, *, truth="auto") -> Path:
             for k, m in metrics.items():
                 if _is_truth(k, metrics):
                     acc.append({**m, "stage": f"{s['id']} / {st['stage']}", "name": k})
-    comparisons = _truth_comparisons(infos, truth_doc)
+    comparisons = _truth_comparisons(infos, truth_doc, truth_dir)
     acc += comparisons
     if acc:
         body.append("<div class=\"accuracy\"><h2>Accuracy against ground truth</h2>"

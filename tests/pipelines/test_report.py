@@ -215,7 +215,9 @@ def _study(tmp_path) -> Path:
     study = {"study": "test-study", "config": {"study": "test-study", "out": str(out), "scans": scans},
              "scans": {}}
     (out / "study.json").write_text(json.dumps(study))
-    truth = {"xcs": {"regions": {"1": "anode", "2": "separator", "3": "cathode"},
+    truth = {"tomography": {"true_center": {"value": 19.25, "unit": "px"},
+                            "states": {"stripped": {"li_plus_gap": "data/plated_thickness_um.npy"}}},
+             "xcs": {"regions": {"1": "anode", "2": "separator", "3": "cathode"},
                      "scans": {"xcs_soc000": {"state_of_charge": {"value": 0.0, "unit": "1"},
                                               "expected_emf": {"cathode": {"value": 1.0, "unit": "1"}}},
                                "xcs_soc100": {"state_of_charge": {"value": 1.0, "unit": "1"},
@@ -244,8 +246,18 @@ def test_study_report_links_scans_and_draws_study_figures(tmp_path):
     assert "0.96 ± 0.005" in text
     # accuracy box: thickness errors of both states and the EMF against the sample's expected values
     box = html.unescape(page.read_text().split('class="accuracy"')[1].split("</div>")[0])
-    assert box.count("thickness_mae") == 2
+    assert box.count("<code>thickness_mae</code>") == 2 and box.count("thickness_mae_li_plus_gap") == 1
     assert "emf_error_cathode" in box and "+0.0 σ" in box and "emf_error_anode" not in box
+    assert box.count("center_error") == 2 and "found 19.500 − true 19.250" in box
+    # the stripped map against lithium plus the gap it left (here: the plated truth)
+    import zarr
+
+    measured = np.asarray(zarr.open_group(str(out / "stripped" / "segment" / "maps.zarr"), mode="r")["thickness_um"])
+    gap = np.load(tmp_path / "data" / "plated_thickness_um.npy")
+    mae = np.nanmean(np.abs(measured - gap))
+    comp = {(c["stage"], c["name"]): c for c in json.loads((out / "report_metrics.json").read_text())["truth_comparisons"]}
+    assert comp[("stripped / segment", "thickness_mae_li_plus_gap")]["value"] == pytest.approx(mae, rel=1e-5)
+    assert ("plated / segment", "thickness_mae_li_plus_gap") not in comp
     assert re.search(r">hexitec</a></td><td>xcs</td><td[^>]*>0/2<", page.read_text())
     doc = json.loads((out / "report_metrics.json").read_text())
     assert doc["scans"]["stripped"]["stages"]["segment"]["metrics"]["thickness_mae"]["unit"] == "um"
