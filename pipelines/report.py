@@ -269,7 +269,8 @@ def write_scan_report(scan_dir) -> Path:
             "metrics": metrics,
         }
     metrics_doc = {"scan": info["scan"], "kind": info["kind"], "written": _now(),
-                   "metrics": {k: {x: v[x] for x in ("value", "unit", "description", "stage")} for k, v in flat.items()},
+                   "metrics": {k: {x: v[x] for x in ("value", "unit", "description", "stage")}
+                               for k, v in flat.items()},
                    "stages": stages_json}
     _atomic_write(report_dir / "metrics.json", json.dumps(metrics_doc, indent=2, default=str) + "\n")
 
@@ -365,8 +366,8 @@ def _study_scans(out: Path) -> tuple[str, list[dict], dict]:
             listed = [{"id": str(s.get("id")), "kind": s.get("kind"), "dir": out / str(s.get("id")), "config": s}
                       for s in scans if isinstance(s, dict) and s.get("id")]
             return str(study.get("study") or cfg.get("study") or out.name), listed, cfg
-    listed = [{"id": p.name, "kind": None, "dir": p, "config": {}}
-              for p in sorted(out.iterdir()) if p.is_dir() and (any(p.glob(f"*/{STAGE_JSON}")) or (p / REPORT_DIR).is_dir())]
+    listed = [{"id": p.name, "kind": None, "dir": p, "config": {}} for p in sorted(out.iterdir())
+              if p.is_dir() and (any(p.glob(f"*/{STAGE_JSON}")) or (p / REPORT_DIR).is_dir())]
     return out.name, listed, {}
 
 

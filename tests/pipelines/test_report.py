@@ -255,7 +255,8 @@ def test_study_report_links_scans_and_draws_study_figures(tmp_path):
     measured = np.asarray(zarr.open_group(str(out / "stripped" / "segment" / "maps.zarr"), mode="r")["thickness_um"])
     gap = np.load(tmp_path / "data" / "plated_thickness_um.npy")
     mae = np.nanmean(np.abs(measured - gap))
-    comp = {(c["stage"], c["name"]): c for c in json.loads((out / "report_metrics.json").read_text())["truth_comparisons"]}
+    doc = json.loads((out / "report_metrics.json").read_text())
+    comp = {(c["stage"], c["name"]): c for c in doc["truth_comparisons"]}
     assert comp[("stripped / segment", "thickness_mae_li_plus_gap")]["value"] == pytest.approx(mae, rel=1e-5)
     assert ("plated / segment", "thickness_mae_li_plus_gap") not in comp
     assert re.search(r">hexitec</a></td><td>xcs</td><td[^>]*>0/2<", page.read_text())
@@ -292,3 +293,43 @@ def test_study_report_without_study_json_or_stages(tmp_path):
         write_study_report(tmp_path / "missing")
     with pytest.raises(ValueError, match="truth"):
         write_study_report(out, truth=tmp_path / "no_truth.json")
+
+
+def test_sample_study_runs_end_to_end_into_the_reports(tmp_path):
+    """The test-size sample study through ``anodescope run``'s engine: every figure reported, truth printed."""
+    stages = pytest.importorskip("pipelines.stages")
+    from pipelines.samples import make_sample_study
+
+    cfg = make_sample_study(tmp_path / "study", size="test", seed=0)
+    stages.run_study(cfg, progress=False)
+    out = tmp_path / "study" / "results"
+    page = out / "report.html"
+    text = html.unescape(page.read_text())
+    n_figures = 0
+    for scan in ("plated", "stripped", "xcs_soc000", "xcs_soc050", "xcs_soc100", "hexitec"):
+        imgs = _parse(out / scan / "report" / "index.html").imgs
+        for rec_path in (out / scan).glob("*/stage.json"):
+            rec = json.loads(rec_path.read_text())
+            for fig in rec["figures"]:
+                assert f"../{rec_path.parent.name}/{fig}" in imgs
+                n_figures += 1
+        assert f"{scan}/report/index.html" in _parse(page).links
+    assert n_figures >= 20
+    # the thickness error against the sample's truth is printed; the plated map is right to ~a voxel (3.4 um)
+    truth = np.load(tmp_path / "study" / "data" / "plated_thickness_um.npy")
+    import zarr
+
+    measured = np.asarray(zarr.open_group(str(out / "plated" / "segment" / "maps.zarr"), mode="r")["thickness_um"])
+    both = np.isfinite(truth) & np.isfinite(measured)
+    mae = float(np.abs(measured[both] - truth[both]).mean())
+    assert mae < 1.5 * 3.4
+    doc = json.loads((out / "plated" / "report" / "metrics.json").read_text())
+    assert doc["metrics"]["segment.thickness_mae"]["value"] == pytest.approx(mae, rel=1e-4)
+    assert f"{mae:.4g}" in text
+    # region EMF of every state of charge within 5 sigma of the sample's expectation
+    comps = json.loads((out / "report_metrics.json").read_text())["truth_comparisons"]
+    emf = [c for c in comps if c["name"].startswith("emf_error_")]
+    assert len(emf) == 9
+    for c in emf:
+        z = float(re.search(r"\(([-+][0-9.]+) σ\)", c["description"]).group(1))
+        assert abs(z) < 5
