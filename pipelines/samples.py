@@ -780,14 +780,18 @@ def make_sample_study(out_dir, *, size: str = "demo", seed: int = 0) -> Path:
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     truth_path = out / "truth.json"
-    if truth_path.exists():
-        try:
-            old = json.loads(truth_path.read_text())
-        except ValueError:
-            old = {}
-        if (old.get("size"), old.get("seed")) != (size, seed):
-            raise InputError(f"{out}: holds a sample study of size {old.get('size')!r}, seed {old.get('seed')!r}; "
-                             f"expected size {size!r}, seed {seed} (use another folder)")
+    marker = data / "sample.json"  # written first: a folder of another size or seed is never mixed in
+    for path in (marker, truth_path):
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = {}
+            if (old.get("size"), old.get("seed")) != (size, seed):
+                raise InputError(f"{out}: holds a sample study of size {old.get('size')!r}, seed "
+                                 f"{old.get('seed')!r} ({path.name}); expected size {size!r}, seed {seed} "
+                                 "(use another folder)")
+    _write_text(marker, json.dumps({"size": size, "seed": seed}) + "\n")
 
     # ---- tomography: one cell, two states
     cells = anode_free_cell_states(shape=p["shape"], pixel_size_um=p["pixel_size_um"],

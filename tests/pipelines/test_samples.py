@@ -305,3 +305,8 @@ def test_study_is_deterministic_idempotent_and_atomic(study, tmp_path):
         make_sample_study(out, size="test", seed=1)
     with pytest.raises(ValueError, match="size"):
         make_sample_study(tmp_path / "x", size="huge")
+    # interrupted before truth.json: the marker written first still keeps other seeds out
+    (tmp_path / "other" / "data").mkdir(parents=True)
+    (tmp_path / "other" / "data" / "sample.json").write_text('{"size": "test", "seed": 5}')
+    with pytest.raises(ValueError, match="seed 5"):
+        make_sample_study(tmp_path / "other", size="test", seed=0)
