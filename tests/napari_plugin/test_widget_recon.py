@@ -94,6 +94,16 @@ def test_recon_widget(qtbot, viewer, scan_file, tmp_path):
     np.testing.assert_array_equal(np.asarray(data), np.asarray(ref))
     assert _rel_err(np.asarray(ref[1]), phantom) < 0.35
 
+    # closing the panel while a preview runs: the result is dropped, nothing touches deleted Qt objects
+    qtbot.waitUntil(lambda: not w.busy and not w._timer.isActive(), timeout=30000)
+    assert w.last_preview["center"] == TRUE_CENTER  # the slider's last value was previewed
+    w.center_spin.setValue(TRUE_CENTER + 1)
+    w.preview()
+    assert w.busy
+    w.close()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30000)
+    assert w.last_preview["center"] == TRUE_CENTER  # the late result was not shown
+
 
 @pytest.mark.gpu
 def test_preview_gpu_equals_cpu(scan_file):

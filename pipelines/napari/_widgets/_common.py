@@ -106,6 +106,17 @@ class WorkerMixin:
         self.status.setWordWrap(True)
         self.worker = None
         self.error: Exception | None = None
+        self._closed = False
+
+    def closeEvent(self, event):  # noqa: N802 - Qt's name
+        """Stop pending previews and let a running worker finish without touching the panel."""
+        self._closed = True
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.stop()
+        if self.worker is not None:
+            self.worker.quit()
+        super().closeEvent(event)
 
     @property
     def busy(self) -> bool:
@@ -114,6 +125,8 @@ class WorkerMixin:
     def _start(self, func, *args, on_done, on_yield=None, desc: str = "", **kwargs):
         from napari.qt.threading import create_worker
 
+        if self._closed:
+            return None
         self.error = None
         self.status.setText(f"{desc}…")
         worker = create_worker(func, *args, _progress={"desc": desc} if desc else None, **kwargs)
@@ -131,6 +144,8 @@ class WorkerMixin:
         def returned(value):
             if self.worker is worker:
                 self.worker = None  # free before on_done, which may start the next worker
+            if self._closed:
+                return  # the panel is gone: nothing to show the result in
             on_done(value)
             if self.error is None:
                 self.status.setText(f"{desc}: done")
