@@ -114,3 +114,42 @@ def test_cube(tmp_path, fmt):
     np.testing.assert_array_equal(c[:, 2, 3], counts[2, 3])  # energy axis first
     np.testing.assert_array_equal(tot, counts.sum(-1))
     assert ckw["scale"][0] == pytest.approx(0.2) and ckw["translate"][0] == pytest.approx(80.1)
+
+
+def _spectra(rows=4, cols=5, bins=30):
+    rng = np.random.default_rng(5)
+    return rng.poisson(4.0, (rows, cols, bins)).astype(np.float64), 60.0 + 0.2 * np.arange(bins)
+
+
+def test_hexitec_daq_h5(tmp_path):
+    """A HEXITEC DAQ file (pixel_spectra, spectra_bins, summed_spectra; SCIENCE.md section 6)."""
+    import h5py
+
+    spec, lower = _spectra()
+    path = tmp_path / "daq.h5"
+    with h5py.File(path, "w") as f:
+        f["pixel_spectra"] = spec
+        f["spectra_bins"] = lower
+        f["summed_spectra"] = spec.sum(axis=(0, 1))
+    layers = napari_get_reader(str(path))(str(path))
+    counts, kw, _ = layers[0]
+    np.testing.assert_array_equal(counts, np.moveaxis(spec, -1, 0))
+    assert kw["translate"][0] == pytest.approx(60.1)  # first bin centre, keV
+    with h5py.File(tmp_path / "raw.h5", "w") as f:  # raw frames only: not a cube, not ours
+        f["raw_frames"] = np.zeros((2, 4, 4), np.uint16)
+    assert napari_get_reader(str(tmp_path / "raw.h5")) is None
+
+
+def test_hxt(tmp_path):
+    """A .hxt v3 file packed here byte by byte from the documented layout."""
+    import struct
+
+    spec, lower = _spectra()
+    rows, cols, bins = spec.shape
+    head = struct.pack("<8sQ9Ii100s16s3I", b"HEXITECH", 3, *([0] * 9), 4, b"test".ljust(100, b"\0"),
+                       b"20260101_000000".ljust(16, b"\0"), rows, cols, bins)
+    path = tmp_path / "spectra.hxt"
+    path.write_bytes(head + lower.astype("<f8").tobytes() + spec.astype("<f8").tobytes())
+    layers = napari_get_reader(str(path))(str(path))
+    np.testing.assert_array_equal(layers[0][0], np.moveaxis(spec, -1, 0))
+    np.testing.assert_array_equal(layers[1][0], spec.sum(axis=-1))
