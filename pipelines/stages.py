@@ -796,15 +796,50 @@ def _plan(cfg: StudyConfig, scans, stages, force: bool) -> list[tuple[str, str]]
     return pairs
 
 
+_SLAB_LOCK = threading.Lock()
+_SLAB_USERS = [0, None]  # reconstruct stages running in this process, saved client lookup
+
+
+@contextlib.contextmanager
+def _slabs_on_this_worker():
+    """Run ``recon.reconstruct_to_zarr``'s slabs on this worker's threads, not as cluster tasks.
+
+    Workaround: recon submits its slab tasks to a running client under the fixed keys
+    ``slab-0``, ``slab-1``, ... (``recon/_chunk_tasks.py``), so two scans reconstructed at
+    the same time on one cluster share those keys and one of them gets the other's
+    (empty) results. Hiding the client while a reconstruct stage runs makes recon use its
+    threaded path inside the stage's task.
+    """
+    from recon import _chunk_tasks
+
+    with _SLAB_LOCK:
+        if _SLAB_USERS[0] == 0:
+            _SLAB_USERS[1] = _chunk_tasks._distributed_client
+            _chunk_tasks._distributed_client = lambda: None
+        _SLAB_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _SLAB_LOCK:
+            _SLAB_USERS[0] -= 1
+            if _SLAB_USERS[0] == 0:
+                _chunk_tasks._distributed_client = _SLAB_USERS[1]
+
+
 def _stage_task(cfg, scan_id, stage, force, progress, *upstream):
-    """One (scan, stage) on a dask.distributed worker; dask work inside uses the same cluster."""
+    """One (scan, stage) on a dask.distributed worker; dask work inside uses the same cluster
+    (except reconstruction slabs, see :func:`_slabs_on_this_worker`)."""
     import dask
 
     try:
         from distributed import worker_client
     except ImportError:  # pragma: no cover - only called on a distributed worker
         return run_stage(cfg, scan_id, stage, force=force, progress=progress)
-    with worker_client(separate_thread=True) as client, dask.config.set(scheduler=client):
+    with contextlib.ExitStack() as stack:
+        if stage == "reconstruct":
+            stack.enter_context(_slabs_on_this_worker())
+        client = stack.enter_context(worker_client(separate_thread=True))
+        stack.enter_context(dask.config.set(scheduler=client))
         return run_stage(cfg, scan_id, stage, force=force, progress=progress)
 
 

@@ -30,8 +30,11 @@ STAGES_TINY = {"reconstruct": {"rows_per_chunk": 2}}
 
 # ----------------------------------------------------------------------------- tiny study
 
-def make_tiny_study(folder: Path, *, n_frames: int = 2000) -> dict:
-    """Write the inputs of a tiny study into ``folder``; return ``{name: path}`` plus the cell."""
+def make_tiny_study(folder: Path, *, n_frames: int = 2000, second_tomo: bool = False) -> dict:
+    """Write the inputs of a tiny study into ``folder``; return ``{name: path}`` plus the cell.
+
+    With ``second_tomo`` a second cell (another seed) is scanned into ``cell2.h5`` / ``truth2.npy``.
+    """
     import h5py
 
     import compton
@@ -48,6 +51,14 @@ def make_tiny_study(folder: Path, *, n_frames: int = 2000) -> dict:
                                pixel_size_um=cell.pixel_size_um, energy_kev=cell.energy_kev)
     recon.write_dxchange(folder / "cell.h5", proj, pixel_size_um=cell.pixel_size_um, energy_kev=cell.energy_kev)
     np.save(folder / "truth.npy", cell.thickness_um)
+    if second_tomo:
+        cell2 = anode_free_cell(shape=(24, 64, 64), seed=1, n_particles=6, n_pores=4, mean_thickness_um=10,
+                                min_thickness_um=4, max_thickness_um=16, corr_um=20)
+        proj2 = recon.simulate_scan(cell2.mu_per_px, theta, incident_counts=50000, n_flats=5, n_darks=5, seed=1,
+                                    pixel_size_um=cell2.pixel_size_um, energy_kev=cell2.energy_kev)
+        recon.write_dxchange(folder / "cell2.h5", proj2, pixel_size_um=cell2.pixel_size_um,
+                             energy_kev=cell2.energy_kev)
+        np.save(folder / "truth2.npy", cell2.thickness_um)
 
     rng = np.random.default_rng(0)
     gains = rng.uniform(0.027, 0.033, (80, 80))
@@ -83,6 +94,7 @@ def write_study(folder: Path, name: str, *, out: str, scans=("cell", "xf", "xc")
                "intercepts": "intercepts.txt", "geometry": "geometry.yaml"},
         "xc": {"id": "xc", "kind": "xcs", "cube": "cube.zarr", "geometry": "geometry.yaml",
                "regions": "regions.npy"},
+        "cell2": {"id": "cell2", "kind": "tomo", "projections": "cell2.h5", "truth_thickness": "truth2.npy"},
     }
     doc = {"study": "tiny", "out": out, "scans": [dict(all_scans[s], **(extra_scan or {}).get(s, {})) for s in scans],
            "stages": stages if stages is not None else STAGES_TINY}
