@@ -750,8 +750,8 @@ def _execute(cfg, scan, stage, h, upstream, cache, *, force, progress, log) -> d
     }
     _write_json_atomic(work / STAGE_JSON, record)
     if stage != "report":
-        (work / _PARTIAL_HASH).unlink(missing_ok=True)
         _finalize(work, final)
+        (final / _PARTIAL_HASH).unlink(missing_ok=True)
     log(scan.id, stage, f"done in {seconds:.1f} s")
     return {**_jsonable(record), "status": "done"}
 

@@ -327,6 +327,13 @@ def test_stale_partial_is_removed_and_force_reruns(tiny, reference, capsys):
         with pytest.raises(InputError, match=r"stage 'strip' of scan 'cell' is being run by another process"):
             run_stage(y, "cell", "strip", progress=False, force=True)
     assert run_stage(y, "cell", "strip", progress=False)["status"] == "skipped"
+    # killed between stage.json and the rename: the complete partial folder is just renamed
+    rec = json.loads((final / "stage.json").read_text())
+    final.rename(partial)
+    (partial / ".stage-hash").write_text(json.dumps({"hash": rec["hash"]}))
+    again = run_stage(y, "cell", "strip", progress=False)
+    assert again["status"] == "done" and again["started"] == rec["started"]
+    assert not partial.exists() and json.loads((final / "stage.json").read_text()) == rec
 
 
 def test_stage_selection_needs_complete_upstream(tiny, reference):
