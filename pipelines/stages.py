@@ -796,39 +796,9 @@ def _plan(cfg: StudyConfig, scans, stages, force: bool) -> list[tuple[str, str]]
     return pairs
 
 
-_SLAB_LOCK = threading.Lock()
-_SLAB_USERS = [0, None]  # reconstruct stages running in this process, saved client lookup
-
-
-@contextlib.contextmanager
-def _slabs_on_this_worker():
-    """Run ``recon.reconstruct_to_zarr``'s slabs on this worker's threads, not as cluster tasks.
-
-    Workaround: recon submits its slab tasks to a running client under the fixed keys
-    ``slab-0``, ``slab-1``, ... (``recon/_chunk_tasks.py``), so two scans reconstructed at
-    the same time on one cluster share those keys and one of them gets the other's
-    (empty) results. Hiding the client while a reconstruct stage runs makes recon use its
-    threaded path inside the stage's task.
-    """
-    from recon import _chunk_tasks
-
-    with _SLAB_LOCK:
-        if _SLAB_USERS[0] == 0:
-            _SLAB_USERS[1] = _chunk_tasks._distributed_client
-            _chunk_tasks._distributed_client = lambda: None
-        _SLAB_USERS[0] += 1
-    try:
-        yield
-    finally:
-        with _SLAB_LOCK:
-            _SLAB_USERS[0] -= 1
-            if _SLAB_USERS[0] == 0:
-                _chunk_tasks._distributed_client = _SLAB_USERS[1]
-
-
 def _stage_task(cfg, scan_id, stage, force, progress, *upstream):
-    """One (scan, stage) on a dask.distributed worker; dask work inside uses the same cluster
-    (except reconstruction slabs, see :func:`_slabs_on_this_worker`)."""
+    """One (scan, stage) on a dask.distributed worker; dask work inside it (reconstruction
+    slabs included) goes to the same cluster, the task seceding while it waits."""
     import dask
 
     try:
@@ -836,8 +806,6 @@ def _stage_task(cfg, scan_id, stage, force, progress, *upstream):
     except ImportError:  # pragma: no cover - only called on a distributed worker
         return run_stage(cfg, scan_id, stage, force=force, progress=progress)
     with contextlib.ExitStack() as stack:
-        if stage == "reconstruct":
-            stack.enter_context(_slabs_on_this_worker())
         client = stack.enter_context(worker_client(separate_thread=True))
         stack.enter_context(dask.config.set(scheduler=client))
         return run_stage(cfg, scan_id, stage, force=force, progress=progress)
@@ -880,7 +848,8 @@ def run_study(config, *, scans=None, stages=None, scheduler=None, force: bool = 
     config : StudyConfig, str, Path or dict
         The study (a path or dict is loaded and checked first).
     scans : sequence of str, optional
-        Scan ids to run (default: all).
+        Scan ids to run (default: all). The study report (``<out>/report.html``) is
+        rewritten only when no scan filter is given.
     stages : sequence of str, optional
         Stages to run (default: the config's ``run``). A selected stage's upstream stages
         that are not selected must already be complete.
@@ -926,7 +895,9 @@ def run_study(config, *, scans=None, stages=None, scheduler=None, force: bool = 
                       flush=True)
             _run_distributed(cfg, pairs, client, force, progress, log)
     study = write_study_json(cfg)
-    if any(st == "report" for _, st in pairs):
+    # the study report covers every scan: rebuild it on whole-study runs only, not for each
+    # scan's report job of a batch (the Snakemake workflow has its own study-report rule)
+    if scans is None and any(st == "report" for _, st in pairs):
         report = _report_module()
         if report is not None and hasattr(report, "write_study_report"):
             report.write_study_report(cfg.out)

@@ -9,6 +9,7 @@ level 0 of the OME-Zarr store and then writes the slab's marker file.
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -191,8 +192,13 @@ def _execute(job: _Job, todo: list[int], *, workers: int, bar) -> None:
 
     if not todo:
         return
+    from dask.base import tokenize
+
     boxed = _Opaque(job)
-    tasks = [dask.delayed(_run_chunk, pure=False)(boxed, i, dask_key_name=f"slab-{i}") for i in todo]
+    # keys unique per output store and run: several volumes may be reconstructed at once on
+    # one distributed cluster, and equal keys would make the scheduler share their results
+    token = tokenize(str(job.out), uuid.uuid4().hex)
+    tasks = [dask.delayed(_run_chunk, pure=False)(boxed, i, dask_key_name=f"slab-{i}-{token}") for i in todo]
     client = _distributed_client()
     if client is not None:
         from distributed import as_completed

@@ -222,6 +222,7 @@ def reconstruct_to_zarr(
     num_workers: int | None = None,
     rows_per_chunk: int | None = None,
     read_kwargs: dict | None = None,
+    on_slab_done=None,
     _chunk_hook=None,
 ) -> Path:
     """Reconstruct a whole scan slab by slab into a multiscale OME-Zarr volume.
@@ -283,6 +284,10 @@ def reconstruct_to_zarr(
         Force the slab height (rows) instead of deriving it from ``memory_limit``.
     read_kwargs : dict, optional
         Extra keyword arguments for ``recon.read_projections``.
+    on_slab_done : callable, optional
+        Called as ``on_slab_done(index)`` after each slab is written and marked complete
+        (from the thread that ran the slab; for progress displays such as napari's). On a
+        dask.distributed cluster it must be picklable and runs on the worker.
 
     Returns
     -------
@@ -407,7 +412,7 @@ def reconstruct_to_zarr(
         phase=phase,
         flat_method=flat_method,
         device=resolved_device,
-        hook=_chunk_hook,
+        hook=_chunk_hook if _chunk_hook is not None else on_slab_done,
     )
     if state == "resume":
         run = old_attrs["anodescope_run"]

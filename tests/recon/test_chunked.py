@@ -286,7 +286,7 @@ def test_resume_after_interruption(tmp_path, scan, needs_recon):
     zarr.open_array(str(out / "0"), mode="r+")[2 * victim : 2 * victim + 1] = 123.0
 
     computed = []
-    reconstruct_to_zarr(scan, out, _chunk_hook=computed.append, **kw)
+    reconstruct_to_zarr(scan, out, on_slab_done=computed.append, **kw)  # the public progress hook
     assert sorted(computed) == missing  # only the missing slabs were computed
     a, attrs = open_volume(out)
     b, _ = open_volume(full)

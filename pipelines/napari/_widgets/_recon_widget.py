@@ -260,8 +260,7 @@ class ReconstructionWidget(WorkerMixin, QWidget):
 
             def target():
                 try:
-                    # the private per-slab hook is the only progress signal recon offers today
-                    box["path"] = recon.reconstruct_to_zarr(source, out, _chunk_hook=done.put, **opts)
+                    box["path"] = recon.reconstruct_to_zarr(source, out, on_slab_done=done.put, **opts)
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the worker thread
                     box["error"] = exc
 
