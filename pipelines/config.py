@@ -119,6 +119,10 @@ class ScanConfig:
         """The stages that apply to this scan, in order."""
         if self.kind == "tomo":
             return ("reconstruct", "segment", "strip", "report")
+        if self.frames is not None and self.geometry is None:
+            # frames without a scattering geometry: a detector / calibration acquisition,
+            # processed into a spectral cube only (no Compton profiles or EMF)
+            return ("hexitec", "report")
         return (("hexitec",) if self.frames is not None else ()) + ("compton", "report")
 
     def upstream(self, stage: str) -> tuple[str, ...]:

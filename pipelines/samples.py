@@ -881,11 +881,10 @@ def make_sample_study(out_dir, *, size: str = "demo", seed: int = 0) -> Path:
     for name, values in (("gradients", hx.gradients), ("intercepts", hx.intercepts)):
         cal[name] = data / f"hexitec_{name}.txt"
         _atomic(cal[name], lambda tmp, values=values: compton.write_values(tmp, values))
-    hx_geometry = data / "hexitec_geometry.yaml"
-    _write_text(hx_geometry, yaml.safe_dump(dict(XCS_GEOMETRY, shape=list(hx.frames.shape[1:])), sort_keys=True))
+    # an Am-241 + single-line detector acquisition: no scattering geometry, so the study
+    # processes it into a calibrated cube only (the hexitec stage), without Compton profiles
     scans.append({"id": "hexitec", "kind": "xcs", "frames": f"data/{frames_path.name}",
-                  "gradients": f"data/{cal['gradients'].name}", "intercepts": f"data/{cal['intercepts'].name}",
-                  "geometry": f"data/{hx_geometry.name}"})
+                  "gradients": f"data/{cal['gradients'].name}", "intercepts": f"data/{cal['intercepts'].name}"})
 
     truth = {
         "study": f"anode-free-sample-{size}",

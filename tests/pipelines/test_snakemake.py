@@ -263,6 +263,9 @@ def test_two_scan_sample_study_runs_with_2_cores_then_nothing_to_do(tmp_path):
     doc = yaml.safe_load(full.read_text())
     tomo = next(s for s in doc["scans"] if s["kind"] == "tomo" and "truth_thickness" in s)
     xcs = next(s for s in doc["scans"] if s["kind"] == "xcs" and "frames" in s)
+    # the sample's frames scan is a detector acquisition (hexitec only); with a geometry the
+    # workflow also runs compton on it, so that every rule of the workflow runs here
+    xcs = dict(xcs, geometry="data/xcs_geometry.yaml")
     doc["scans"] = [tomo, xcs]
     study = full.with_name("two_scans.yaml")
     study.write_text(yaml.safe_dump(doc, sort_keys=False))
