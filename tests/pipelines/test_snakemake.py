@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -265,7 +266,11 @@ def test_two_scan_sample_study_runs_with_2_cores_then_nothing_to_do(tmp_path):
     xcs = next(s for s in doc["scans"] if s["kind"] == "xcs" and "frames" in s)
     # the sample's frames scan is a detector acquisition (hexitec only); with a geometry the
     # workflow also runs compton on it, so that every rule of the workflow runs here
-    xcs = dict(xcs, geometry="data/xcs_geometry.yaml")
+    geometry = yaml.safe_load((full.parent / "data" / "xcs_geometry.yaml").read_text())
+    with h5py.File(full.parent / xcs["frames"], "r") as fh:
+        geometry["shape"] = list(fh[next(iter(fh))].shape[1:])
+    (full.parent / "data" / "frames_geometry.yaml").write_text(yaml.safe_dump(geometry))
+    xcs = dict(xcs, geometry="data/frames_geometry.yaml")
     doc["scans"] = [tomo, xcs]
     study = full.with_name("two_scans.yaml")
     study.write_text(yaml.safe_dump(doc, sort_keys=False))
