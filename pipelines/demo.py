@@ -140,6 +140,11 @@ def _print_summary(summary: dict, report: Path) -> None:
               f"(truth {row['thickness_true_mean_um']:.2f}), MAE {row['thickness_mae_um']:.2f} um, "
               f"voxel {row['voxel_um']} um; capacity {row['capacity_mah_cm2']:.2f} mAh/cm2 "
               f"(coulometric {row['capacity_coulometric_mah_cm2']:.2f})")
+        gap = next((c for c in summary["truth_comparisons"]
+                    if c["stage"] == f"{scan_id} / segment" and c["name"] == "thickness_mae_li_plus_gap"), None)
+        if gap is not None:
+            print(f"    the dark layer is Li plus the voids stripping left (absorption cannot tell them apart: "
+                  f"both nearly transparent); against Li + voids the MAE is {gap['value']:.2f} {gap['unit']}")
         for s in row["stripping"]:
             print(f"    stripped {100 * s['stripped_fraction']:.0f} %: active {100 * s['active_fraction']:.1f} %, "
                   f"current x{s['current_multiplier']:.2f}, {s['n_islands']} islands")

@@ -303,7 +303,7 @@ def read_volume(path, *, level: str = "0"):
 
 
 def save_figures(maps: LayerMaps, out_dir, *, prefix: str = "") -> list[Path]:
-    """PNG figures: thickness map with a um colour bar, both topology maps, thickness histogram."""
+    """PNG figures: thickness map (um colour bar), capacity map (mAh cm^-2), both topology maps, histogram."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -323,6 +323,18 @@ def save_figures(maps: LayerMaps, out_dir, *, prefix: str = "") -> list[Path]:
     ax.set_xlabel("x (µm)")
     ax.set_ylabel("y (µm)")
     p = out / f"{prefix}thickness_map.png"
+    fig.savefig(p, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(p)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    im = ax.imshow(maps.capacity_mah_cm2, extent=ext, cmap="magma")
+    fig.colorbar(im, ax=ax, label="areal capacity (mAh cm$^{-2}$)")
+    cap = np.nanmean(maps.capacity_mah_cm2) if np.isfinite(maps.capacity_mah_cm2).any() else None
+    ax.set_title("Li areal capacity" + (f" (mean {cap:.2f} mAh cm$^{{-2}}$)" if cap is not None else ""))
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel("y (µm)")
+    p = out / f"{prefix}capacity_map.png"
     fig.savefig(p, dpi=120, bbox_inches="tight")
     plt.close(fig)
     paths.append(p)

@@ -122,6 +122,7 @@ def test_figures_are_written(tmp_path):
     li = (np.add.outer(np.arange(16), np.arange(18)) % 9) + 2
     m = layer_maps(stack(li), voxel_size_um=PX)
     paths = save_figures(m, tmp_path)
-    assert [p.name for p in paths] == ["thickness_map.png", "topology_maps.png", "thickness_histogram.png"]
+    assert [p.name for p in paths] == ["thickness_map.png", "capacity_map.png", "topology_maps.png",
+                                       "thickness_histogram.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
