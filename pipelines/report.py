@@ -82,7 +82,24 @@ def _stage_records(scan_dir: Path) -> dict:
     return out
 
 
-def _scan_info(scan_dir: Path, *, scan_id: str | None = None, kind: str | None = None) -> dict:
+def _chain_of(config: dict | None) -> list[str] | None:
+    """The processing stages of a scan from its study config entry (None if unknown)."""
+    if not config or config.get("kind") not in KIND_STAGES:
+        return None
+    import dataclasses
+
+    from .config import ScanConfig
+
+    names = {f.name for f in dataclasses.fields(ScanConfig)}
+    try:
+        scan = ScanConfig(**{k: v for k, v in config.items() if k in names})
+    except TypeError:
+        return None
+    return [s for s in scan.chain if s != "report"]
+
+
+def _scan_info(scan_dir: Path, *, scan_id: str | None = None, kind: str | None = None,
+               expected: list[str] | None = None) -> dict:
     """Scan id, kind and the stages in display order, each with a status and its record."""
     records = _stage_records(scan_dir)
     good = [r for r in records.values() if isinstance(r, dict)]
@@ -91,7 +108,7 @@ def _scan_info(scan_dir: Path, *, scan_id: str | None = None, kind: str | None =
     if kind is None:
         found = set(records)
         kind = "tomo" if found & set(KIND_STAGES["tomo"]) else "xcs" if found & set(KIND_STAGES["xcs"]) else "unknown"
-    expected = list(KIND_STAGES.get(kind, STAGE_ORDER))
+    expected = list(expected) if expected is not None else list(KIND_STAGES.get(kind, STAGE_ORDER))
     names = expected + [s for s in STAGE_ORDER if s in records and s not in expected]
     names += sorted(s for s in records if s not in names)
     stages = []
@@ -216,7 +233,7 @@ def _atomic_write(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_scan_report(scan_dir) -> Path:
+def write_scan_report(scan_dir, *, stages=None) -> Path:
     """Write ``<scan_dir>/report/index.html`` and ``<scan_dir>/report/metrics.json``.
 
     Reads every ``<scan_dir>/<stage>/stage.json``. The page holds the scan id and kind, a
@@ -231,6 +248,10 @@ def write_scan_report(scan_dir) -> Path:
     ----------
     scan_dir : str or Path
         The scan's output folder ``<out>/<scan>``.
+    stages : sequence of str, optional
+        The processing stages of this scan's chain, in order (default: from
+        ``<out>/study.json`` when present, else every stage of the scan's kind); only these
+        and the stages that ran are listed.
 
     Returns
     -------
@@ -250,7 +271,12 @@ def write_scan_report(scan_dir) -> Path:
     scan_dir = Path(scan_dir)
     if not scan_dir.is_dir():
         raise InputError(f"{scan_dir}: scan folder not found (expected <out>/<scan> with <stage>/stage.json)")
-    info = _scan_info(scan_dir)
+    if stages is None:
+        study = _read_json(scan_dir.parent / "study.json")
+        entry = next((c for c in ((study or {}).get("config") or {}).get("scans", [])
+                      if isinstance(c, dict) and c.get("id") == scan_dir.name), None)
+        stages = _chain_of(entry)
+    info = _scan_info(scan_dir, expected=stages)
     report_dir = scan_dir / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
 
@@ -636,11 +662,11 @@ def write_study_report(out_dir, *, truth="auto") -> Path:
                           if f.parent.name != REPORT_DIR), default=0.0)
             if not index.is_file() or index.stat().st_mtime < newest:
                 write_scan_report(s["dir"])
-            info = _scan_info(s["dir"], scan_id=s["id"], kind=s["kind"])
+            info = _scan_info(s["dir"], scan_id=s["id"], kind=s["kind"], expected=_chain_of(s.get("config")))
         else:
             info = {"scan": s["id"], "kind": s["kind"] or "unknown",
                     "stages": [{"stage": st, "status": "not run", "record": {}}
-                               for st in KIND_STAGES.get(s["kind"], STAGE_ORDER)]}
+                               for st in (_chain_of(s.get("config")) or KIND_STAGES.get(s["kind"], STAGE_ORDER))]}
         infos.append((s, info))
         summary[s["id"]] = {"kind": info["kind"], "stages": {
             st["stage"]: {"status": st["status"], "hash": st["record"].get("hash"),

@@ -714,7 +714,7 @@ def _execute(cfg, scan, stage, h, upstream, cache, *, force, progress, log) -> d
         work = final
         (work / STAGE_JSON).unlink(missing_ok=True)
         log(scan.id, stage, "running")
-        path = _report_module().write_scan_report(scan_dir)
+        path = _report_module().write_scan_report(scan_dir, stages=[s for s in scan.chain if s != "report"])
         result = {"metrics": {}, "figures": [], "inputs": {},
                   "outputs": [str(Path(path).relative_to(work)) if Path(path).is_relative_to(work) else str(path)]}
         if (work / "metrics.json").exists():

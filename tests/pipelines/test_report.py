@@ -259,7 +259,8 @@ def test_study_report_links_scans_and_draws_study_figures(tmp_path):
     comp = {(c["stage"], c["name"]): c for c in doc["truth_comparisons"]}
     assert comp[("stripped / segment", "thickness_mae_li_plus_gap")]["value"] == pytest.approx(mae, rel=1e-5)
     assert ("plated / segment", "thickness_mae_li_plus_gap") not in comp
-    assert re.search(r">hexitec</a></td><td>xcs</td><td[^>]*>0/2<", page.read_text())
+    # frames without a geometry: a detector acquisition, whose chain is the hexitec stage alone
+    assert re.search(r">hexitec</a></td><td>xcs</td><td[^>]*>0/1<", page.read_text())
     doc = json.loads((out / "report_metrics.json").read_text())
     assert doc["scans"]["stripped"]["stages"]["segment"]["metrics"]["thickness_mae"]["unit"] == "um"
     assert doc["truth"] == str(tmp_path / "truth.json")
@@ -333,3 +334,26 @@ def test_sample_study_runs_end_to_end_into_the_reports(tmp_path):
     for c in emf:
         z = float(re.search(r"\(([-+][0-9.]+) σ\)", c["description"]).group(1))
         assert abs(z) < 5
+
+
+def test_scan_report_lists_only_the_stages_of_the_scans_chain(tmp_path):
+    """A cube-only XCS scan has no hexitec stage: neither the explicit chain nor study.json lists it."""
+    out = tmp_path / "results"
+    scan = out / "soc50"
+    _stage(scan, "compton", "soc50", "xcs", {"emf_median": _metric(1.78, "a.u.")}, ["emf_maps.png"])
+    write_scan_report(scan, stages=["compton"])
+    listed = json.loads((scan / "report" / "metrics.json").read_text())["stages"]
+    assert list(listed) == ["compton"]
+    # without the argument the chain comes from the study's resolved config
+    (out / "study.json").write_text(json.dumps({"study": "s", "config": {"scans": [
+        {"id": "soc50", "kind": "xcs", "cube": "/data/soc50.zarr", "geometry": "/data/g.yaml"}]}}))
+    write_scan_report(scan)
+    assert list(json.loads((scan / "report" / "metrics.json").read_text())["stages"]) == ["compton"]
+    # a frames scan with a geometry has both stages, the missing one reported as not run
+    (out / "study.json").write_text(json.dumps({"study": "s", "config": {"scans": [
+        {"id": "soc50", "kind": "xcs", "frames": "/data/f.h5", "geometry": "/data/g.yaml"}]}}))
+    write_scan_report(scan)
+    stages = json.loads((scan / "report" / "metrics.json").read_text())["stages"]
+    assert list(stages) == ["hexitec", "compton"] and stages["hexitec"]["status"] == "not run"
+    page = write_study_report(out, truth=None)
+    assert re.search(r">soc50</a></td><td>xcs</td><td[^>]*>1/2<", page.read_text())
