@@ -315,29 +315,24 @@ def save_figures(maps: LayerMaps, out_dir, *, prefix: str = "") -> list[Path]:
     ext = [0, nx * maps.pixel_size_um, ny * maps.pixel_size_um, 0]
     paths = []
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    im = ax.imshow(maps.thickness_um, extent=ext, cmap="viridis")
-    fig.colorbar(im, ax=ax, label="Li thickness (µm)")
     mt = maps.metrics.get("thickness_um", {}).get("mean")
-    ax.set_title("Lithium thickness" + (f" (mean {mt:.1f} µm)" if mt is not None else ""))
-    ax.set_xlabel("x (µm)")
-    ax.set_ylabel("y (µm)")
-    p = out / f"{prefix}thickness_map.png"
-    fig.savefig(p, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    im = ax.imshow(maps.capacity_mah_cm2, extent=ext, cmap="magma")
-    fig.colorbar(im, ax=ax, label="areal capacity (mAh cm$^{-2}$)")
     cap = np.nanmean(maps.capacity_mah_cm2) if np.isfinite(maps.capacity_mah_cm2).any() else None
-    ax.set_title("Li areal capacity" + (f" (mean {cap:.2f} mAh cm$^{{-2}}$)" if cap is not None else ""))
-    ax.set_xlabel("x (µm)")
-    ax.set_ylabel("y (µm)")
-    p = out / f"{prefix}capacity_map.png"
-    fig.savefig(p, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
+    for data, cmap, label, title, name in (
+        (maps.thickness_um, "viridis", "Li thickness (µm)",
+         "Lithium thickness" + (f" (mean {mt:.1f} µm)" if mt is not None else ""), "thickness_map.png"),
+        (maps.capacity_mah_cm2, "magma", "areal capacity (mAh cm$^{-2}$)",
+         "Li areal capacity" + (f" (mean {cap:.2f} mAh cm$^{{-2}}$)" if cap is not None else ""), "capacity_map.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        im = ax.imshow(data, extent=ext, cmap=cmap)
+        fig.colorbar(im, ax=ax, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("x (µm)")
+        ax.set_ylabel("y (µm)")
+        p = out / f"{prefix}{name}"
+        fig.savefig(p, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(p)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for ax, name, title in ((axes[0], "topology_bottom_um", "collector | Li interface"),
