@@ -98,15 +98,9 @@ def _parse_chunks(text: str):
 
 def _labels_array(store: Path, shape, axis: int, tile: int):
     """Create ``labels/layers/0`` (uint8, chunks = full stacking extent x tile x tile) and register it."""
-    import zarr
+    from ._ngff import require_label_group
 
-    root = zarr.open_group(str(store), mode="a")
-    lg = root.require_group("labels")
-    names = list(lg.attrs.get("labels", []))
-    if LABELS_NAME not in names:
-        names.append(LABELS_NAME)
-    lg.attrs["labels"] = names
-    g = lg.require_group(LABELS_NAME)
+    g = require_label_group(store, LABELS_NAME)
     chunks = [min(tile, s) for s in shape]
     chunks[axis] = shape[axis]
     return g, g.create_array("0", shape=tuple(shape), dtype="uint8", chunks=tuple(chunks), overwrite=True)

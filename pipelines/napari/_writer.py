@@ -67,14 +67,10 @@ def write_labels(path: str, data, attributes: dict) -> list[str]:
     name = _safe_name(str(attributes.get("name", "labels")))
     root_attrs = _zarr_attrs(out) if out.is_dir() else None
     if root_attrs is not None and "multiscales" in root_attrs and "image-label" not in root_attrs:
-        root = zarr.open_group(str(out), mode="a")
-        lg = root.require_group("labels")
-        names = list(lg.attrs.get("labels", []))
-        if name not in names:
-            names.append(name)
-        lg.attrs["labels"] = names
+        from .._ngff import require_label_group
+
         target = out / "labels" / name
-        group = lg.require_group(name)
+        group = require_label_group(out, name)
         source = {"image": "../../"}
     else:
         group = zarr.open_group(str(out), mode="w", zarr_format=2)
