@@ -28,8 +28,8 @@ SNAKEFILE = WORKFLOW_DIR / "Snakefile"
 #: profiles shipped with the workflow, by name
 PROFILES = {"local": WORKFLOW_DIR / "profiles" / "local", "slurm": WORKFLOW_DIR / "profiles" / "slurm"}
 
-INSTALL_HINT = 'pip install "snakemake>=8"'
-SLURM_HINT = "pip install snakemake-executor-plugin-slurm"
+INSTALL_HINT = 'pip install "anodescope[workflow]"  (snakemake 9 and its SLURM executor plugin)'
+SLURM_HINT = 'pip install "anodescope[workflow]"  (or: pip install snakemake-executor-plugin-slurm)'
 
 
 def register(subparsers) -> None:
