@@ -581,18 +581,6 @@ _STAGE_FUNCS = {
 }
 
 
-def _report_module():
-    """``pipelines.report`` (helper module written separately), or None while it does not exist."""
-    import importlib
-
-    try:
-        return importlib.import_module("pipelines.report")
-    except ModuleNotFoundError as exc:
-        if exc.name == "pipelines.report":
-            return None
-        raise
-
-
 # ============================================================================ run one stage
 
 def _check_upstream(cfg, scan, stage, cache, memo) -> dict:
@@ -642,8 +630,7 @@ def run_stage(config, scan_id: str, stage: str, *, force: bool = False, progress
     -------
     dict
         The stage record (the content of ``<out>/<scan>/<stage>/stage.json``), with an extra
-        key ``"status"``: ``"skipped"``, ``"done"`` or ``"unavailable"`` (report stage without
-        ``pipelines.report``).
+        key ``"status"``: ``"skipped"`` or ``"done"``.
 
     Raises
     ------
@@ -672,9 +659,6 @@ def run_stage(config, scan_id: str, stage: str, *, force: bool = False, progress
     if not force and isinstance(old, dict) and old.get("hash") == h:
         log(scan.id, stage, "skipped (complete, same inputs and parameters)")
         return {**old, "status": "skipped"}
-    if stage == "report" and _report_module() is None:
-        log(scan.id, stage, "skipped (pipelines.report is not available)")
-        return {"stage": stage, "scan": scan.id, "hash": h, "status": "unavailable"}
     scan_dir.mkdir(parents=True, exist_ok=True)
     with _stage_lock(scan_dir, scan.id, stage):
         return _execute(cfg, scan, stage, h, upstream, cache, force=force, progress=progress, log=log)
@@ -714,7 +698,9 @@ def _execute(cfg, scan, stage, h, upstream, cache, *, force, progress, log) -> d
         work = final
         (work / STAGE_JSON).unlink(missing_ok=True)
         log(scan.id, stage, "running")
-        path = _report_module().write_scan_report(scan_dir, stages=[s for s in scan.chain if s != "report"])
+        from .report import write_scan_report
+
+        path = write_scan_report(scan_dir, stages=[s for s in scan.chain if s != "report"])
         result = {"metrics": {}, "figures": [], "inputs": {},
                   "outputs": [str(Path(path).relative_to(work)) if Path(path).is_relative_to(work) else str(path)]}
         if (work / "metrics.json").exists():
@@ -898,11 +884,11 @@ def run_study(config, *, scans=None, stages=None, scheduler=None, force: bool = 
     # the study report covers every scan: rebuild it on whole-study runs only, not for each
     # scan's report job of a batch (the Snakemake workflow has its own study-report rule)
     if scans is None and any(st == "report" for _, st in pairs):
-        report = _report_module()
-        if report is not None and hasattr(report, "write_study_report"):
-            report.write_study_report(cfg.out)
-            if progress:
-                print(f"study report: {cfg.out / 'report.html'}", flush=True)
+        from .report import write_study_report
+
+        write_study_report(cfg.out)
+        if progress:
+            print(f"study report: {cfg.out / 'report.html'}", flush=True)
     return study
 
 

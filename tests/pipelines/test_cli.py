@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from pipelines import __version__
 from pipelines.cli import EXIT_USER_ERROR, is_user_error, main
 

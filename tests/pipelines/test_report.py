@@ -298,7 +298,7 @@ def test_study_report_without_study_json_or_stages(tmp_path):
 
 def test_sample_study_runs_end_to_end_into_the_reports(tmp_path):
     """The test-size sample study through ``anodescope run``'s engine: every figure reported, truth printed."""
-    stages = pytest.importorskip("pipelines.stages")
+    from pipelines import stages
     from pipelines.samples import make_sample_study
 
     cfg = make_sample_study(tmp_path / "study", size="test", seed=0)

@@ -256,10 +256,8 @@ def test_slurm_profile_keys_are_snakemake_and_plugin_options():
 # ----------------------------------------------------------------------------- a real run
 
 def test_two_scan_sample_study_runs_with_2_cores_then_nothing_to_do(tmp_path):
-    samples = pytest.importorskip("pipelines.samples")
-    if not hasattr(samples, "make_sample_study"):
-        pytest.skip("pipelines.samples.make_sample_study not available")
-    pytest.importorskip("pipelines.report")
+    from pipelines import samples
+
     full = samples.make_sample_study(tmp_path / "sample", size="test")
     doc = yaml.safe_load(full.read_text())
     tomo = next(s for s in doc["scans"] if s["kind"] == "tomo" and "truth_thickness" in s)
@@ -312,9 +310,8 @@ def test_two_scan_sample_study_runs_with_2_cores_then_nothing_to_do(tmp_path):
 @pytest.mark.gpu
 def test_gpu_reconstruct_job_matches_cpu_job(tmp_path):
     """With `device: gpu` the reconstruct job asks for the GPU and gives the CPU job's volume."""
-    samples = pytest.importorskip("pipelines.samples")
-    if not hasattr(samples, "make_sample_study"):
-        pytest.skip("pipelines.samples.make_sample_study not available")
+    from pipelines import samples
+
     import warnings
 
     import zarr

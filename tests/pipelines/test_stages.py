@@ -160,14 +160,6 @@ def reference(tiny):
     return {"yaml": yaml_path, "out": folder / "ref", "study": study}
 
 
-def _has_report() -> bool:
-    try:
-        import pipelines.report  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
 # ----------------------------------------------------------------------------- results
 
 def test_stage_results_against_truth(tiny, reference):
@@ -238,8 +230,6 @@ def test_stage_results_against_truth(tiny, reference):
 
 
 def test_report_stage(reference):
-    if not _has_report():
-        pytest.skip("pipelines.report (helper B's write_scan_report) is not there yet")
     out = reference["out"]
     assert (out / "cell" / "report" / "index.html").exists()
     assert (out / "cell" / "report" / "stage.json").exists()
