@@ -3,7 +3,8 @@ one-row geometry pass (360-degree overlap, centre, reconstructed width).
 
 Each slab task reads its detector rows (plus a halo), runs read -> normalise -> (zingers)
 -> (Paganin) -> -log -> (360 -> 180) -> (stripes) -> reconstruct, writes the slab into
-level 0 of the OME-Zarr store and then writes the slab's marker file.
+level 0 of the OME-Zarr store and its 2x mean-pooled rows into the pyramid levels that the
+slab height allows (``_Job.task_levels``), and then writes the slab's marker file.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class _Job:
     flat_method: str
     device: str
     extended: dict | None = None
+    task_levels: int = 0
     hook: object = field(default=None, compare=False)
 
 
@@ -167,6 +169,8 @@ def _run_chunk(job: _Job | _Opaque, index: int) -> int:
     z0 = row0 - job.plan.row_start
     array = zarr.open_array(str(Path(job.out) / "0"), mode="r+", zarr_format=2)
     array[z0 : z0 + vol.shape[0]] = vol
+    if job.task_levels:  # this slab's rows of the pyramid, from the slab in memory
+        _omezarr.pool_into_levels(job.out, vol, z0, job.task_levels)
     del vol
     _omezarr.mark_done(_omezarr.chunk_marker(job.out, index), rows=[row0, row1])
     if job.hook is not None:

@@ -222,6 +222,7 @@ def reconstruct_to_zarr(
     num_workers: int | None = None,
     rows_per_chunk: int | None = None,
     read_kwargs: dict | None = None,
+    compression: str = "lz4",
     on_slab_done=None,
     _chunk_hook=None,
 ) -> Path:
@@ -284,6 +285,10 @@ def reconstruct_to_zarr(
         Force the slab height (rows) instead of deriving it from ``memory_limit``.
     read_kwargs : dict, optional
         Extra keyword arguments for ``recon.read_projections``.
+    compression : {"lz4", "zstd", "none"}
+        Blosc codec of the stored arrays (bit-shuffled). Reconstructed slices compress
+        little (about 1.2x); LZ4 writes about 2.5x faster than Zstandard for 3 % more
+        bytes, "none" is fastest. A resumed run keeps the codec it started with.
     on_slab_done : callable, optional
         Called as ``on_slab_done(index)`` after each slab is written and marked complete
         (from the thread that ran the slab; for progress displays such as napari's). On a
@@ -308,7 +313,9 @@ def reconstruct_to_zarr(
     the ``units`` attribute); ``voxel_size_um`` converts it to 1/um. Level 0 is chunked by
     slab; pyramid levels are 2x mean-pooled copies built after level 0 completes. The
     attributes hold every parameter and a ``provenance`` block (input path and SHA-256,
-    package versions, times). Each finished slab is recorded by a marker written after its
+    package versions, times). When the slab height is a multiple of ``2**k``, each slab
+    task also writes its rows of pyramid levels 1..k from the slab in memory; levels
+    beyond that are pooled from the level below once level 0 is complete. Each finished slab is recorded by a marker written after its
     data, so an interrupted run (Ctrl-C, kill) resumes where it stopped when rerun with the
     same arguments; a slab without its marker is always recomputed.
 
@@ -328,6 +335,7 @@ def reconstruct_to_zarr(
     _check_choice("rings", rings, RINGS)
     ring_options = _check_ring_options(rings, ring_options)
     _check_choice("flat_method", flat_method, FLAT_METHODS)
+    _check_choice("compression", compression, _omezarr.COMPRESSIONS)
     limit = parse_memory(memory_limit)
     phase = _check_phase(phase)
     if not (center == "auto" or _is_number(center)):
@@ -433,7 +441,10 @@ def reconstruct_to_zarr(
             rows_per_chunk=plan.rows_per_chunk,
         )
         plan = _replace_plan(plan, chunks_in_flight=refit.chunks_in_flight, memory_limit=limit)
-        job = _replace(job, plan=plan)
+        storage = run.get("storage", {})
+        task_levels = int(storage.get("task_levels", 0))
+        compression = storage.get("compression", "zstd")  # stores written before the option existed used zstd
+        job = _replace(job, plan=plan, task_levels=task_levels)
         center_info = old_attrs.get("center_info", {})
     else:
         # a provisional one-row plan carries the halo for the geometry pass
@@ -467,8 +478,10 @@ def reconstruct_to_zarr(
             max_workers=max_workers,
             rows_per_chunk=rows_per_chunk,
         )
-        job = _replace(job, plan=plan)
         shape = (row1 - row0, width, width)
+        n_levels = int(pyramid_levels) if pyramid_levels else _omezarr.default_levels(shape)
+        plan, task_levels = _align_for_pyramid(plan, n_levels, forced=rows_per_chunk is not None)
+        job = _replace(job, plan=plan, task_levels=task_levels)
         attrs = _initial_attrs(
             parameters=parameters,
             fingerprint=fingerprint,
@@ -484,7 +497,9 @@ def reconstruct_to_zarr(
             device=resolved_device,
             memory_limit=limit,
         )
-        _omezarr.create_store(out, shape, plan.rows_per_chunk, attrs)
+        attrs["anodescope_run"]["storage"] = {"compression": compression, "task_levels": task_levels}
+        _omezarr.create_store(out, shape, plan.rows_per_chunk, attrs, task_levels=task_levels,
+                              compression=compression)
 
     # -- level 0, slab by slab
     done = _omezarr.done_chunks(out)
@@ -505,8 +520,12 @@ def reconstruct_to_zarr(
     n_levels = int(pyramid_levels) if pyramid_levels else _omezarr.default_levels(shape0)
     slab_rows = max(2, int((limit // 2) // max(1, width * width * 4 * 10)))
     for level in range(1, n_levels):
-        if not _omezarr.level_marker(out, level).exists():
-            _omezarr.build_level(out, level, slab_rows=slab_rows)
+        if _omezarr.level_marker(out, level).exists():
+            continue
+        if level <= job.task_levels:  # filled by the slab tasks, all of which are done
+            _omezarr.mark_done(_omezarr.level_marker(out, level), level=level)
+        else:
+            _omezarr.build_level(out, level, slab_rows=slab_rows, compression=compression)
 
     import zarr
 
@@ -580,6 +599,25 @@ def _replace_plan(plan, **changes):
     from dataclasses import replace
 
     return replace(plan, **changes)
+
+
+def _align_for_pyramid(plan, n_levels: int, *, forced: bool):
+    """Make the slab height a multiple of ``2**(n_levels - 1)`` when the plan was automatic
+    (and has at least that many rows), so that each slab task can write its own rows of
+    every pyramid level; returns the plan and the number of levels the tasks write."""
+    from dataclasses import replace
+
+    top = max(0, n_levels - 1)
+    rows = plan.rows_per_chunk
+    if not forced and top and rows >= 2**top and plan.n_chunks > 1:
+        plan = replace(plan, rows_per_chunk=rows - rows % 2**top)
+        rows = plan.rows_per_chunk
+    if plan.n_chunks == 1:  # one slab: it holds the whole volume
+        return plan, top
+    levels = 0
+    while levels < top and rows % 2 ** (levels + 1) == 0:
+        levels += 1
+    return plan, levels
 
 
 def _plan_from_attrs(d: dict):

@@ -167,6 +167,24 @@ def test_bad_options_one_line(tmp_path):
     assert not (tmp_path / "o.zarr").exists()
 
 
+def test_compression_flag(tmp_path):
+    import zarr
+
+    scan = write_scan(tmp_path / "scan.h5")
+    for codec in ("lz4", "none"):
+        res = run_cli("recon", scan, "-o", tmp_path / f"{codec}.zarr", "--center", "23.5", "--compression", codec,
+                      "--no-progress")
+        assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "none.zarr" / "0" / ".zarray").read_text())
+    assert meta["compressor"] is None
+    assert json.loads((tmp_path / "lz4.zarr" / "0" / ".zarray").read_text())["compressor"]["cname"] == "lz4"
+    a = zarr.open_array(str(tmp_path / "none.zarr" / "0"), mode="r")[:]
+    b = zarr.open_array(str(tmp_path / "lz4.zarr" / "0"), mode="r")[:]
+    np.testing.assert_array_equal(a, b)
+    res = run_cli("recon", scan, "-o", tmp_path / "x.zarr", "--compression", "gzip")
+    assert res.returncode == 2 and "--compression" in res.stderr
+
+
 # ----------------------------------------------------------------------------- existing output
 def test_existing_output_needs_overwrite(tmp_path):
     scan = write_scan(tmp_path / "scan.h5")

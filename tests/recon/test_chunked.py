@@ -134,16 +134,36 @@ def test_plan_fits_limit_and_covers_rows(limit_mb, per_row_mb, halo, rows):
         assert plan.chunks_in_flight * (plan.rows_per_chunk + 2 * halo) * per_row <= limit
 
 
-def test_mean_pool2_matches_loops():
+@pytest.mark.parametrize("shape", [(5, 4, 7), (4, 6, 8), (1, 1, 1), (2, 3, 2), (3, 5, 1)])
+def test_mean_pool2_matches_loops(shape):
     rng = np.random.default_rng(1)
-    block = rng.normal(size=(5, 4, 7)).astype(np.float32)
+    block = rng.normal(size=shape).astype(np.float32)
     pooled = mean_pool2(block)
-    assert pooled.shape == (3, 2, 4)
-    for k in range(3):
-        for j in range(2):
-            for i in range(4):
-                cell = block[2 * k : 2 * k + 2, 2 * j : 2 * j + 2, 2 * i : 2 * i + 2]
-                assert math.isclose(pooled[k, j, i], float(np.mean(cell, dtype=np.float64)), rel_tol=1e-5, abs_tol=1e-6)
+    assert pooled.shape == tuple(math.ceil(s / 2) for s in shape) and pooled.dtype == np.float32
+    for k, j, i in np.ndindex(*pooled.shape):
+        cell = block[2 * k : 2 * k + 2, 2 * j : 2 * j + 2, 2 * i : 2 * i + 2]
+        assert math.isclose(pooled[k, j, i], float(np.mean(cell, dtype=np.float64)), rel_tol=1e-5, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "rows,n_rows,levels,forced,expect_rows,expect_levels",
+    [
+        (25, 100, 4, False, 24, 3),  # automatic slab height rounded down to a multiple of 8
+        (6, 100, 4, False, 6, 1),  # too few rows to round: the tasks write level 1 only
+        (6, 100, 4, True, 6, 1),  # a forced height is kept
+        (12, 100, 3, True, 12, 2),
+        (7, 100, 3, True, 7, 0),
+        (100, 100, 4, False, 100, 3),  # one slab holds the whole volume
+        (25, 100, 1, False, 25, 0),  # no pyramid
+    ],
+)
+def test_align_for_pyramid(rows, n_rows, levels, forced, expect_rows, expect_levels):
+    from recon.chunked import _align_for_pyramid
+
+    plan = plan_chunks(row_start=0, row_stop=n_rows, bytes_per_row=1, memory_limit=2**30, rows_per_chunk=rows)
+    aligned, task_levels = _align_for_pyramid(plan, levels, forced=forced)
+    assert (aligned.rows_per_chunk, task_levels) == (expect_rows, expect_levels)
+    assert aligned.n_chunks * aligned.rows_per_chunk >= n_rows
 
 
 # ----------------------------------------------------------------------------- equality
@@ -299,6 +319,66 @@ def test_resume_after_interruption(tmp_path, scan, needs_recon):
     assert computed == [] and tree_digest(out) == before
 
 
+def _levels(out):
+    import zarr
+
+    g = zarr.open_group(str(out), mode="r")
+    return [np.asarray(g[k][:]) for k in sorted(g.array_keys(), key=int)]
+
+
+def test_slab_tasks_write_the_pyramid(tmp_path, scan, needs_recon):
+    """Slabs of 4 rows write levels 1 and 2 themselves; each level equals 2x pooling of the
+    whole level below, bit for bit, as the after-the-fact pass (slabs of 3 rows) gives, and
+    an interrupted, resumed run equals an uninterrupted one."""
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    kw = dict(center=CENTER, pyramid_levels=3, progress=False, device="cpu", num_workers=1)
+    post = reconstruct_to_zarr(scan, tmp_path / "post.zarr", rows_per_chunk=3, **kw)
+    full = reconstruct_to_zarr(scan, tmp_path / "full.zarr", rows_per_chunk=4, **kw)
+    assert open_volume(post)[1]["anodescope_run"]["storage"]["task_levels"] == 0
+    assert open_volume(full)[1]["anodescope_run"]["storage"] == {"compression": "lz4", "task_levels": 2}
+    for store in (post, full):
+        levels = _levels(store)
+        for k in (1, 2):
+            np.testing.assert_array_equal(levels[k], mean_pool2(levels[k - 1]), err_msg=f"{store.name} level {k}")
+
+    seen = []
+
+    def stop_after_one(index):
+        seen.append(index)
+        if len(seen) == 1:
+            raise _Stop
+
+    out = tmp_path / "task.zarr"
+    with pytest.raises(_Stop):
+        reconstruct_to_zarr(scan, out, rows_per_chunk=4, _chunk_hook=stop_after_one, **kw)
+    assert not any((out / ".anodescope").glob("level-*.json"))
+    import zarr
+
+    victim = 2 * (1 - seen[0])  # level-1 rows of a slab without its marker: garbage
+    zarr.open_array(str(out / "1"), mode="r+")[victim : victim + 1] = 99.0
+    reconstruct_to_zarr(scan, out, rows_per_chunk=4, **kw)
+    for level, (a, b) in enumerate(zip(_levels(out), _levels(full))):
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+    assert sorted(p.name for p in (out / ".anodescope").glob("level-*.json")) == ["level-1.json", "level-2.json"]
+
+
+@pytest.mark.parametrize("compression,codec", [("zstd", "zstd"), ("none", None)])
+def test_compression_option(tmp_path, scan, needs_recon, compression, codec):
+    from recon.chunked import reconstruct_to_zarr
+
+    kw = dict(center=CENTER, rows_per_chunk=4, pyramid_levels=2, progress=False, device="cpu")
+    ref = reconstruct_to_zarr(scan, tmp_path / "lz4.zarr", **kw)
+    out = reconstruct_to_zarr(scan, tmp_path / f"{compression}.zarr", compression=compression, **kw)
+    for level in ("0", "1"):
+        meta = json.loads((out / level / ".zarray").read_text())
+        got = meta["compressor"]["cname"] if meta["compressor"] else None
+        assert got == codec
+    assert json.loads((ref / "0" / ".zarray").read_text())["compressor"]["cname"] == "lz4"
+    for a, b in zip(_levels(out), _levels(ref)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_refuses_different_parameters(tmp_path, scan, needs_recon):
     from recon.chunked import reconstruct_to_zarr
 
@@ -351,6 +431,7 @@ def test_refuses_foreign_outputs(tmp_path, scan):
         ({"phase": {"distance_mm": 100}}, "delta_beta"),
         ({"phase": {"distance_mm": -1, "delta_beta": 100}}, "distance_mm"),
         ({"device": "tpu"}, "device"),
+        ({"compression": "gzip"}, "compression"),
         ({"ring_options": {"size": 5}}, "without a ring removal method"),
         ({"rings": "sorting", "ring_options": {"sigma": 2}}, "not options of remove_stripes_sorting"),
     ],
