@@ -29,23 +29,23 @@ synchronisations) is estimated from a second run at about an eighth of the work:
 
 "Bound by" is judged from these numbers: a fixed cost above 30 % of the run -> Python
 overhead; a roofline fraction of at least 0.5 -> memory or compute (whichever fraction is
-larger); otherwise the kernel sits far below both roofs and is bound by latency (random
-access, atomics, dependent loads, branches: the kernel's own limiter is named).
+larger); on the CPU, at least half of the one-lane ceiling (compute roof / float32 SIMD lanes)
+-> compute (scalar), i.e. the loop does not use the vector lanes; otherwise the kernel sits far
+below every roof and is bound by latency (random access, atomics, dependent loads, branches:
+the kernel's own limiter is named).
 
-Writes ``<out>/profile-<host>[-gpu][-quick].json`` and ``.md``.
+Writes ``<out>/profile-<host>[-gpu][-quick].json``, ``.md`` and a roofline plot ``.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib.util
 import json
 import math
 import os
 import platform
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -206,7 +206,8 @@ def assess(work: dict, seconds: float, limits: dict, *, fixed_seconds: float = 0
     seconds : float
         Best measured time of the run (s).
     limits : dict
-        ``bandwidth_gbs`` (GB/s) and ``compute_gflops`` (G flop/s) of the device.
+        ``bandwidth_gbs`` (GB/s) and ``compute_gflops`` (G flop/s) of the device; optionally
+        ``scalar_gflops``, the ceiling of code that is not vectorised (one SIMD lane, CPU).
     fixed_seconds : float
         Estimated fixed cost per call (s), from a run at less work.
     limiter : str
@@ -216,7 +217,8 @@ def assess(work: dict, seconds: float, limits: dict, *, fixed_seconds: float = 0
     -------
     dict
         ``achieved_gbs``, ``achieved_gflops``, ``achieved_gups`` (G updates/s),
-        ``bandwidth_fraction``, ``compute_fraction``, ``fraction`` (of the roofline),
+        ``bandwidth_fraction``, ``compute_fraction``, ``scalar_fraction`` (None without a scalar
+        ceiling), ``fraction`` (of the roofline),
         ``limit`` (the roof the fraction refers to, with its value), ``bound`` and ``why``.
     """
     gbs = work["bytes"] / seconds / 1e9
@@ -228,12 +230,18 @@ def assess(work: dict, seconds: float, limits: dict, *, fixed_seconds: float = 0
     attainable = min(limits["compute_gflops"], intensity * limits["bandwidth_gbs"])
     roof = "memory" if intensity * limits["bandwidth_gbs"] < limits["compute_gflops"] else "compute"
     overhead = max(0.0, fixed_seconds) / seconds
+    scalar = limits.get("scalar_gflops")
+    fs = gflops / scalar if scalar else None
     if overhead > OVERHEAD_LIMIT:
         bound = "Python overhead"
         why = f"fixed cost {1e3 * fixed_seconds:.3g} ms per call = {100 * overhead:.0f} % of the run"
     elif fraction >= ROOF_LIMIT:
         bound = "memory" if fb >= fc else "compute"
         why = f"{100 * fraction:.0f} % of the {bound} roof"
+    elif fs is not None and fs >= ROOF_LIMIT:
+        bound = "compute (scalar)"
+        why = (f"{100 * fs:.0f} % of the one-lane FMA ceiling ({scalar:.3g} Gflop/s), {100 * fc:.1f} % "
+               "of the vector roof: the code uses few of the SIMD lanes")
     else:
         bound = "latency"
         why = (f"{100 * fb:.1f} % of bandwidth, {100 * fc:.1f} % of compute"
@@ -247,6 +255,7 @@ def assess(work: dict, seconds: float, limits: dict, *, fixed_seconds: float = 0
         "roofline_roof": roof,
         "bandwidth_fraction": fb,
         "compute_fraction": fc,
+        "scalar_fraction": fs,
         "fraction": fraction,
         "limit": (f"{limits['bandwidth_gbs']:.1f} GB/s" if fb >= fc else f"{limits['compute_gflops']:.0f} Gflop/s"),
         "overhead_fraction": overhead,
@@ -339,6 +348,37 @@ def _numba_fma():
     return fma_loop
 
 
+def simd_lanes_f32() -> int:
+    """float32 lanes of the widest vector unit the CPU reports (AVX-512 16, AVX2 8, else 4)."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        return 4
+    words = set(flags.split())
+    if "avx512f" in words:
+        return 16
+    if "avx2" in words or "avx" in words:
+        return 8
+    return 4
+
+
+def _cpu_stream(n: int, timer: Timer) -> dict:
+    """STREAM bandwidths (GB/s) over float64 arrays of ``n`` elements (freed on return)."""
+    a = np.zeros(n)
+    b = np.full(n, 1.0)
+    c = np.full(n, 2.0)
+    copy, triad = _numba_stream()
+    return {
+        "numpy copy": stream_bytes("copy", n) / timer(lambda: np.copyto(a, b)) / 1e9,
+        "numba copy": stream_bytes("copy", n) / timer(lambda: copy(a, b)) / 1e9,
+        "numba triad": stream_bytes("triad", n) / timer(lambda: triad(a, b, c, 3.0)) / 1e9,
+    }
+
+
 def cpu_limits(*, quick: bool) -> dict:
     """Measured CPU memory bandwidth (STREAM copy/triad, NumPy and numba) and float32 FMA roof.
 
@@ -348,23 +388,15 @@ def cpu_limits(*, quick: bool) -> dict:
     import numba
 
     n = (12 if quick else 24) * 2**20  # elements: 96 or 192 MiB per array
-    a = np.zeros(n)
-    b = np.full(n, 1.0)
-    c = np.full(n, 2.0)
     timer = Timer("cpu", 3 if quick else 5)
-    copy, triad = _numba_stream()
-    stream = {
-        "numpy copy": stream_bytes("copy", n) / timer(lambda: np.copyto(a, b)) / 1e9,
-        "numba copy": stream_bytes("copy", n) / timer(lambda: copy(a, b)) / 1e9,
-        "numba triad": stream_bytes("triad", n) / timer(lambda: triad(a, b, c, 3.0)) / 1e9,
-    }
-    del a, b, c
+    stream = _cpu_stream(n, timer)
     fma = _numba_fma()
     out = np.zeros(4 * numba.get_num_threads(), np.float32)
     n_iter = 500_000 if quick else 2_000_000  # 0.5 or 2 G FMAs per task: launch costs vanish
     sec = timer(lambda: fma(n_iter, np.float32(0.999), np.float32(1e-4), out))
     gflops = 2 * out.size * n_iter * 128 / sec / 1e9  # an FMA is 2 flops
     best = max(stream, key=stream.get)
+    lanes = simd_lanes_f32()
     return {
         "bandwidth_gbs": stream[best],
         "bandwidth_source": f"STREAM {best} (best of {', '.join(f'{k} {v:.1f}' for k, v in stream.items())} GB/s)",
@@ -372,6 +404,8 @@ def cpu_limits(*, quick: bool) -> dict:
         "stream_array_mib": n * 8 / 2**20,
         "compute_gflops": gflops,
         "compute_source": f"numba float32 FMA loop, {numba.get_num_threads()} threads, 128 chains per thread",
+        "simd_lanes_f32": lanes,
+        "scalar_gflops": gflops / lanes,
         "threads": numba.get_num_threads(),
     }
 
@@ -394,6 +428,13 @@ extern "C" __global__ void fma_roof(float* out, const int n_iter, const float a,
 _FP32_PER_SM = {(7, 0): 64, (7, 5): 64, (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128, (9, 0): 128}
 
 
+def _gpu_copy(cp, n: int, timer: Timer) -> float:
+    """CuPy device-to-device copy bandwidth (GB/s) over float64 arrays of ``n`` elements."""
+    a = cp.zeros(n)
+    b = cp.ones(n)
+    return stream_bytes("copy", n) / timer(lambda: cp.copyto(a, b)) / 1e9
+
+
 def gpu_limits(*, quick: bool) -> dict:
     """Measured CuPy device-to-device copy bandwidth and FMA roof, with the theoretical peaks
     from the device attributes (memory clock x bus width x 2; SMs x FP32 lanes x 2 x clock)."""
@@ -403,29 +444,23 @@ def gpu_limits(*, quick: bool) -> dict:
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
 
-    def attr(key: str, code: int):
-        # CUDA 13 dropped some clock fields from cudaDeviceProp; the attribute query remains
-        if props.get(key) is not None:
-            return props[key]
-        try:
-            return cp.cuda.runtime.deviceGetAttribute(code, dev.id)
-        except Exception:
-            return None
+    attrs = dev.attributes  # CUDA 13 dropped the clock fields from cudaDeviceProp; attributes remain
 
-    mem_clock_khz = attr("memoryClockRate", 36)  # cudaDevAttrMemoryClockRate
-    bus_bits = attr("memoryBusWidth", 37)  # cudaDevAttrGlobalMemoryBusWidth
-    clock_khz = attr("clockRate", 13)  # cudaDevAttrClockRate
-    sms = attr("multiProcessorCount", 16)  # cudaDevAttrMultiProcessorCount
+    def attr(key: str, alt: str):
+        value = props.get(key)
+        return value if value else attrs.get(alt)
+
+    mem_clock_khz = attr("memoryClockRate", "MemoryClockRate")
+    bus_bits = attr("memoryBusWidth", "GlobalMemoryBusWidth")
+    clock_khz = attr("clockRate", "ClockRate")
+    sms = attr("multiProcessorCount", "MultiProcessorCount")
     cc = (props["major"], props["minor"])
     lanes = _FP32_PER_SM.get(cc, 128)
     peak_bw = mem_clock_khz * 1e3 * bus_bits / 8 * 2 / 1e9 if mem_clock_khz and bus_bits else None
     peak_flops = sms * lanes * 2 * clock_khz * 1e3 / 1e9 if clock_khz else None
     n = (256 if quick else 1024) * 2**20 // 8  # float64 elements: 256 MiB or 1 GiB per array
-    a = cp.zeros(n)
-    b = cp.ones(n)
     timer = Timer("gpu", 5)
-    copy_gbs = stream_bytes("copy", n) / timer(lambda: cp.copyto(a, b)) / 1e9
-    del a, b
+    copy_gbs = _gpu_copy(cp, n, timer)
     kern = cp.RawKernel(_GPU_FMA_SRC, "fma_roof")
     threads, blocks = 256, sms * 32
     out = cp.zeros(threads * blocks, cp.float32)
@@ -546,7 +581,10 @@ def _run_gridding(env: _Env, n: int, n_angles: int):
         tab = plan.gpu_tables(cp)
         cg = cp.asarray(coef)
         grid = cp.zeros((g, g), cp.complex64)
-        fn = lambda: grid_polar_gpu(cg, tab["gnu_full"], tab["cos"], tab["sin"], plan.width, plan.beta, grid)  # noqa: E731
+
+        def fn():
+            return grid_polar_gpu(cg, tab["gnu_full"], tab["cos"], tab["sin"], plan.width, plan.beta, grid)
+
         call = "recon._cuda_kernels.grid_polar_gpu"
     else:
         from recon._cpu_kernels import grid_polar
@@ -590,12 +628,14 @@ def _run_hexitec(env: _Env, n_frames: int):
     frames = env.xp.tile(env.put(base), (reps, 1, 1))
     n_frames = frames.shape[0]
     kw = dict(dark=100.0, threshold=20.0, gradients=0.03, intercepts=0.0, charge_sharing="add",
-              bin_width_kev=0.2, e_max_kev=200.0, device=env.device, chunk_frames=65536 if env.device == "gpu" else 4096)
+              bin_width_kev=0.2, e_max_kev=200.0, device=env.device,
+              chunk_frames=65536 if env.device == "gpu" else 4096)
     cube = compton.process_frames(frames, **kw)
     events = int(cube.found.sum())
     work = hexitec_work(n_frames, 6400, events, n_bins=cube.counts.shape[-1])
     call = "compton.process_frames (charge sharing 'add')"
-    return (lambda: compton.process_frames(frames, **kw)), work, call, f"{n_frames} frames 80x80 uint16, {events} events"
+    desc = f"{n_frames} frames 80x80 uint16, {events} events"
+    return (lambda: compton.process_frames(frames, **kw)), work, call, desc
 
 
 def _layered_volume(shape) -> np.ndarray:
@@ -745,6 +785,9 @@ def to_markdown(result: dict) -> str:
         f"- memory bandwidth limit: **{lim['bandwidth_gbs']:.1f} GB/s** ({lim['bandwidth_source']})",
         f"- compute roof: **{lim['compute_gflops']:.0f} Gflop/s** float32 ({lim['compute_source']})",
     ]
+    if lim.get("scalar_gflops"):
+        lines += [f"- one-lane ceiling (code that is not vectorised): {lim['scalar_gflops']:.1f} Gflop/s "
+                  f"(compute roof / {lim['simd_lanes_f32']} float32 SIMD lanes)"]
     if dev == "gpu":
         lines += [f"- theoretical: {_fmt(lim['theoretical_bandwidth_gbs'], '.0f')} GB/s "
                   f"({_fmt(lim['memory_clock_mhz'], '.0f')} MHz x {lim['memory_bus_bits']} bit x 2), "
@@ -764,6 +807,49 @@ def to_markdown(result: dict) -> str:
     if result.get("ncu"):
         lines += ["", "Nsight Compute command lines:", ""] + [f"    {c}" for c in result["ncu"]]
     return "\n".join(lines) + "\n"
+
+
+def roofline_figure(result: dict, path) -> None:
+    """Roofline plot (PNG): the measured bandwidth and compute roofs and one point per kernel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lim = result["limits"]
+    bw, peak = lim["bandwidth_gbs"], lim["compute_gflops"]
+    rows = [r for r in result["kernels"] if r.get("seconds")]
+    ai = [r["arithmetic_intensity"] for r in rows]
+    lo = min(ai + [peak / bw]) / 4
+    hi = max(ai + [peak / bw]) * 4
+    x = np.geomspace(lo, hi, 200)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.loglog(x, np.minimum(peak, bw * x), "k-", lw=2, label=f"roofline: {bw:.0f} GB/s, {peak:.0f} Gflop/s")
+    if result["device"] == "gpu" and lim.get("theoretical_bandwidth_gbs") and lim.get("theoretical_compute_gflops"):
+        tb, tp = lim["theoretical_bandwidth_gbs"], lim["theoretical_compute_gflops"]
+        ax.loglog(x, np.minimum(tp, tb * x), "k:", lw=1, label=f"theoretical: {tb:.0f} GB/s, {tp:.0f} Gflop/s")
+    if lim.get("scalar_gflops"):
+        sc = lim["scalar_gflops"]
+        ax.loglog(x, np.minimum(sc, bw * x), "k--", lw=1, label=f"one-lane ceiling: {sc:.1f} Gflop/s")
+    colours = {"memory": "tab:blue", "compute": "tab:red", "compute (scalar)": "tab:green",
+               "latency": "tab:orange", "Python overhead": "tab:purple"}
+    for r in rows:
+        ax.plot(r["arithmetic_intensity"], r["achieved_gflops"], "o", ms=8, color=colours.get(r["bound"], "grey"))
+        ax.annotate(f"{r['kernel']} ({100 * r['fraction']:.1f} %)", (r["arithmetic_intensity"], r["achieved_gflops"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    for bound, colour in colours.items():
+        ax.plot([], [], "o", color=colour, label=f"bound by {bound}")
+    ax.set_xlabel("arithmetic intensity (flop per byte of compulsory traffic)")
+    ax.set_ylabel("achieved Gflop/s (work model)")
+    m = result["machine"]
+    ax.set_title(f"Hot kernels on {m['host']} ({result['device']}"
+                 + (f", {lim.get('gpu')}" if result["device"] == "gpu" else f", {m.get('cpu_model', '')}") + ")",
+                 fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _ncu_commands(names) -> list[str]:
@@ -841,7 +927,8 @@ def main(argv: list[str] | None = None) -> int:
         + ("-quick" if args.quick else "")
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     (args.out / f"{stem}.md").write_text(to_markdown(result))
-    print(f"wrote {args.out / (stem + '.json')} and .md")
+    roofline_figure(result, args.out / f"{stem}.png")
+    print(f"wrote {args.out / (stem + '.json')}, .md and .png")
     return 0
 
 

@@ -85,6 +85,10 @@ def test_assess_judgements(pk):
     lat = pk.assess({"bytes": 1e9, "flops": 1e9, "updates": 1e9, "update_unit": "x"}, 1.0, limits,
                     limiter="random access")
     assert lat["bound"] == "latency" and "random access" in lat["why"]
+    scalar = pk.assess({"bytes": 1e9, "flops": 4e9, "updates": 1e9, "update_unit": "x"}, 1.0,
+                       {**limits, "scalar_gflops": 100.0 / 16})
+    assert scalar["bound"] == "compute (scalar)" and scalar["scalar_fraction"] == pytest.approx(0.64)
+    assert lat["scalar_fraction"] is None  # no scalar ceiling given
     over = pk.assess({"bytes": 12e9, "flops": 1e9, "updates": 1e9, "update_unit": "x"}, 1.0, limits,
                      fixed_seconds=0.5)
     assert over["bound"] == "Python overhead"
@@ -110,7 +114,7 @@ def test_quick_run_writes_every_kernel(pk, quick_result):
     for r in result["kernels"]:
         assert r["seconds"] > 0, r["kernel"]
         assert 0 < r["fraction"] <= 1.5, (r["kernel"], r["fraction"])
-        assert r["bound"] in ("memory", "compute", "latency", "Python overhead")
+        assert r["bound"] in ("memory", "compute", "compute (scalar)", "latency", "Python overhead")
         assert r["achieved_gbs"] == pytest.approx(r["work"]["bytes"] / r["seconds"] / 1e9)
         assert r["kernel"] in md
     lim = result["limits"]
