@@ -65,17 +65,23 @@ def median_filter(volume, *, size: int = 3, device: str = "auto", _parallel: boo
     -----
     On the CPU the 3x3x3 float case runs a Numba kernel (sorted 3x3 columns shared by
     neighbouring windows) that returns exactly ``scipy.ndimage.median_filter(size=3,
-    mode="reflect")``; other sizes and dtypes use scipy. The GPU uses ``cupyx.scipy.ndimage``.
+    mode="reflect")``; other sizes and dtypes use scipy. On the GPU the 3x3x3 float case runs a
+    CUDA kernel (forgetful selection in registers, ``segment._cuda_median``) with the same
+    result; other cases use ``cupyx.scipy.ndimage``.
     """
     _check_volume(volume)
     if int(size) < 1:
         raise InputError(f"median size must be >= 1 voxel, got {size!r}")
     x, _ = _on_device(volume, device)
     xp = array_module(x)
-    if xp is np and int(size) == 3 and x.dtype in (np.float32, np.float64) and x.size:
-        from ._seg_median import median3  # numba kernel, same result as scipy, several times faster
+    if int(size) == 3 and x.dtype in (np.float32, np.float64) and x.size:
+        if xp is np:
+            from ._seg_median import median3  # numba kernel, same result as scipy, several times faster
 
-        return median3(x, parallel=_parallel)
+            return median3(x, parallel=_parallel)
+        from ._cuda_median import median3_gpu  # CUDA forgetful selection, same result as scipy
+
+        return _restore(median3_gpu(x), volume)
     ndi = ndimage_module(xp)
     return _restore(ndi.median_filter(x, size=int(size), mode="reflect"), volume)
 
