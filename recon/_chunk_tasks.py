@@ -122,7 +122,9 @@ def _sinograms(job: _Job, row0: int, row1: int, *, overlap_only: bool = False):
     return sino, np.asarray(theta, dtype=np.float64)
 
 
-def _reconstruct_rows(job: _Job, row0: int, row1: int) -> np.ndarray:
+def _reconstruct_rows(job: _Job, row0: int, row1: int):
+    """The slab's slices, float32, on the job's device (CuPy on a GPU)."""
+    from ._backend import array_module
     from .algorithms import reconstruct
 
     sino, theta = _sinograms(job, row0, row1)
@@ -134,7 +136,7 @@ def _reconstruct_rows(job: _Job, row0: int, row1: int) -> np.ndarray:
         filter_name=job.filter_name,
         device=job.device,
     )
-    return np.asarray(to_device(vol, "cpu"), dtype=np.float32)
+    return vol.astype(array_module(vol).float32, copy=False)
 
 
 def _with_context(exc: InputError, job: _Job, row0: int, row1: int) -> InputError:
@@ -167,11 +169,16 @@ def _run_chunk(job: _Job | _Opaque, index: int) -> int:
     except InputError as exc:
         raise _with_context(exc, job, row0, row1) from exc
     z0 = row0 - job.plan.row_start
-    array = zarr.open_array(str(Path(job.out) / "0"), mode="r+", zarr_format=2)
-    array[z0 : z0 + vol.shape[0]] = vol
-    if job.task_levels:  # this slab's rows of the pyramid, from the slab in memory
-        _omezarr.pool_into_levels(job.out, vol, z0, job.task_levels)
+    # this slab's rows of the pyramid, pooled where the slab is (on the GPU before the copy)
+    levels = [vol]
+    for _ in range(job.task_levels):
+        levels.append(_omezarr.mean_pool2(levels[-1]))
     del vol
+    for level, block in enumerate(levels):
+        array = zarr.open_array(str(Path(job.out) / str(level)), mode="r+", zarr_format=2)
+        start = z0 >> level
+        array[start : start + block.shape[0]] = np.asarray(to_device(block, "cpu"), dtype=np.float32)
+    del levels
     _omezarr.mark_done(_omezarr.chunk_marker(job.out, index), rows=[row0, row1])
     if job.hook is not None:
         job.hook(index)

@@ -229,8 +229,11 @@ def update_attrs(out: Path, **changes) -> None:
 
 
 # ----------------------------------------------------------------------------- pyramid
-def mean_pool2(block: np.ndarray) -> np.ndarray:
+def mean_pool2(block):
     """2x2x2 mean pooling of a 3-D block; odd edges average the voxels that exist.
+
+    NumPy or CuPy in, the same kind out (float32). The pairs are added in float64 along z,
+    then y, then x, so the work shrinks by half at each step.
 
     Examples
     --------
@@ -239,12 +242,17 @@ def mean_pool2(block: np.ndarray) -> np.ndarray:
     >>> mean_pool2(np.ones((3, 1, 1), np.float32)).shape
     (2, 1, 1)
     """
-    block = np.asarray(block, dtype=np.float64)
+    from ._backend import array_module
+
+    xp = array_module(block)
+    block = xp.asarray(block)
     out_shape = tuple(math.ceil(s / 2) for s in block.shape)
     pad = [(0, 2 * o - s) for o, s in zip(out_shape, block.shape)]
     if any(p for _, p in pad):  # odd edges: zero-pad, then divide by the voxels that exist
-        block = np.pad(block, pad)
-    total = block.reshape(out_shape[0], 2, out_shape[1], 2, out_shape[2], 2).sum(axis=(1, 3, 5))
+        block = xp.pad(block, pad)
+    total = xp.add(block[0::2], block[1::2], dtype=xp.float64)
+    total = total[:, 0::2] + total[:, 1::2]
+    total = total[:, :, 0::2] + total[:, :, 1::2]
     # voxels per cell: 2 along each axis except 1 in a trailing odd cell
     per_axis = []
     for o, (_, p) in zip(out_shape, pad):
@@ -252,24 +260,10 @@ def mean_pool2(block: np.ndarray) -> np.ndarray:
         if o:
             c[-1] -= p
         per_axis.append(c)
+    if not any(p for _, p in pad):
+        return (total / 8.0).astype(xp.float32)
     count = per_axis[0][:, None, None] * per_axis[1][None, :, None] * per_axis[2][None, None, :]
-    return (total / count).astype(np.float32)
-
-
-def pool_into_levels(out: Path, block: np.ndarray, z0: int, levels: int) -> None:
-    """Write the pyramid levels ``1..levels`` of a level-0 slab starting at row ``z0``.
-
-    ``z0`` and the slab height must be multiples of ``2**levels`` (except for the volume's
-    last slab), so that the slab's pooled rows are exactly those of the whole volume and
-    no two slabs share a chunk of any level.
-    """
-    import zarr
-
-    for level in range(1, levels + 1):
-        block = mean_pool2(block)
-        array = zarr.open_array(str(Path(out) / str(level)), mode="r+", zarr_format=2)
-        start = z0 >> level
-        array[start : start + block.shape[0]] = block
+    return (total / xp.asarray(count)).astype(xp.float32)
 
 
 def build_level(out: Path, level: int, *, slab_rows: int, compression: str = "lz4") -> None:
