@@ -58,7 +58,7 @@ fi
 
 summary() {  # rewrite summary.md and session.tgz from what has run so far
     {
-        echo "# GPU session $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)$([ "$DRY" = 1 ] && echo ' (dry)')"
+        echo "# GPU session $(date -u +%Y-%m-%dT%H:%M:%SZ) on ${HOSTNAME:-$(uname -n)}$([ "$DRY" = 1 ] && echo ' (dry)')"
         echo
         echo "| step | status | seconds | note |"
         echo "|---|---|---|---|"
@@ -174,8 +174,9 @@ if [ "$t" -gt 0 ]; then
         args+=("--junitxml=$OUTDIR/junit-gpu.xml")
         "$PY" -c "import pytest_timeout" 2>/dev/null && args+=("--timeout=${GPU_TEST_TIMEOUT:-120}")
     fi
-    # shellcheck disable=SC2086  # GPU_PYTEST_ARGS / GPU_PYTEST_PATHS are word lists
-    run_logged "$OUTDIR/pytest-gpu.log" "$t" "$PY" -m pytest "${args[@]}" ${GPU_PYTEST_ARGS:-} ${GPU_PYTEST_PATHS:-tests}
+    # GPU_PYTEST_ARGS / GPU_PYTEST_PATHS are shell words: quotes group, as on a command line
+    eval "extra=(${GPU_PYTEST_ARGS:-}) paths=(${GPU_PYTEST_PATHS:-tests})"
+    run_logged "$OUTDIR/pytest-gpu.log" "$t" "$PY" -m pytest "${args[@]}" "${extra[@]}" "${paths[@]}"
     rc=$?
     last=$(grep -E '(passed|failed|skipped|error|deselected|selected|collected|no tests ran)' "$OUTDIR/pytest-gpu.log" | tail -n 1)
     st=$(status_of $rc)
