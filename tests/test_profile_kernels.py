@@ -73,6 +73,17 @@ def test_fixed_cost_recovers_a_line(pk):
     assert pk.fixed_cost(1.0, 5.0, 2.0, 5.0) == 0.0  # no second amount of work: no estimate
 
 
+def test_best_limits_keeps_the_larger_measurement(pk):
+    a = {"bandwidth_gbs": 30.0, "bandwidth_source": "a", "compute_gflops": 400.0, "compute_source": "a",
+         "stream_gbs": {"copy": 30.0, "triad": 20.0}, "simd_lanes_f32": 16, "scalar_gflops": 25.0}
+    b = {"bandwidth_gbs": 35.0, "bandwidth_source": "b", "compute_gflops": 200.0, "compute_source": "b",
+         "stream_gbs": {"copy": 25.0, "triad": 35.0}, "simd_lanes_f32": 16, "scalar_gflops": 12.5}
+    best = pk.best_limits(a, b)
+    assert (best["bandwidth_gbs"], best["bandwidth_source"]) == (35.0, "b")
+    assert (best["compute_gflops"], best["compute_source"], best["scalar_gflops"]) == (400.0, "a", 25.0)
+    assert best["stream_gbs"] == {"copy": 30.0, "triad": 35.0}
+
+
 def test_assess_judgements(pk):
     limits = {"bandwidth_gbs": 20.0, "compute_gflops": 100.0}
     mem = pk.assess({"bytes": 12e9, "flops": 1e9, "updates": 1e9, "update_unit": "x"}, 1.0, limits)
