@@ -60,9 +60,12 @@ REPO = HERE.parent
 #: Flops of one linear-interpolation back-projection update: u = base + col c (FMA), the
 #: fraction f = u - i0, the difference q1 - q0, the interpolation q0 + f d (FMA), the sum.
 BACKPROJECTION_FLOPS_PER_UPDATE = 7
-#: Comparisons per voxel of the 3x3x3 median (one new 3x3 column per voxel sorted by insertion,
-#: about 9 * 8 / 4 = 18 comparisons, then a three-way merge of 14 steps of 2 comparisons).
+#: Comparisons per voxel of the CPU 3x3x3 median (one new 3x3 column per voxel sorted by
+#: insertion, about 9 * 8 / 4 = 18 comparisons, then a three-way merge of 14 steps of 2).
 MEDIAN3_COMPARISONS_PER_VOXEL = 18 + 14 * 2
+#: The same for the CUDA kernel (forgetful selection, ``segment._cuda_median``): 12 steps of
+#: (14 - step) + (13 - step) compare-exchanges, 3 more at the end, each a min and a max.
+MEDIAN3_GPU_COMPARISONS_PER_VOXEL = 2 * (sum(27 - 2 * step for step in range(12)) + 3)
 #: Bytes per pixel and PCG iteration of the current solver (float64), a fused lower bound:
 #: two operator applications (forward real FFT 8 read + 8 write, inverse 8 + 4 symbol read + 8
 #: write, mask 8 read) and three vector updates x += a p, r -= a Ap, p = z + b p (24 each).
@@ -152,12 +155,13 @@ def hexitec_work(n_frames: int, n_pixels: int, n_events: int, *, n_bins: int, it
     }
 
 
-def median3_work(shape, itemsize: int = 4) -> dict:
+def median3_work(shape, itemsize: int = 4, comparisons_per_voxel: int = MEDIAN3_COMPARISONS_PER_VOXEL) -> dict:
     """3x3x3 median: each voxel read once and written once (the 27 reads per window come from
-    cache); 46 comparisons per voxel (see ``MEDIAN3_COMPARISONS_PER_VOXEL``); updates = voxels."""
+    cache); ``comparisons_per_voxel`` (46 for the CPU algorithm, 390 for the GPU's forgetful
+    selection) counted as flops; updates = voxels."""
     n = int(np.prod(shape))
     return {"updates": n, "update_unit": "voxels", "bytes": 2 * itemsize * n,
-            "flops": MEDIAN3_COMPARISONS_PER_VOXEL * n}
+            "flops": comparisons_per_voxel * n}
 
 
 def classify_work(shape, n_thresholds: int, itemsize: int = 4) -> dict:
@@ -506,9 +510,9 @@ SIZES = {
         "backprojection": ((2048, 2048), (512, 512)),
         "gridding": ((2048, 2048), (512, 512)),
         "ifft2": ((2048,), (512,)),
-        "hexitec": ((524288,), (65536,)),
-        "median3": (((256, 1024, 1024),), ((32, 256, 256),)),
-        "classify": (((256, 1024, 1024),), ((32, 256, 256),)),
+        "hexitec": ((262144,), (65536,)),
+        "median3": (((128, 1024, 1024),), ((32, 256, 256),)),
+        "classify": (((128, 1024, 1024),), ((32, 256, 256),)),
         "stripping": ((2048,), (512,)),
         "current_pcg": ((2048,), (512,)),
     },
@@ -658,8 +662,13 @@ def _run_median3(env: _Env, shape):
 
     vol = env.put(_layered_volume(shape))
     fn = lambda: segment.median_filter(vol, size=3, device=env.device)  # noqa: E731
-    call = "segment.median_filter(size=3)" + (" -> cupyx.scipy.ndimage" if env.device == "gpu" else " -> numba median3")
-    return fn, median3_work(shape), call, "x".join(map(str, shape)) + " float32"
+    if env.device == "gpu":
+        call = "segment.median_filter(size=3) -> CUDA forgetful selection (segment._cuda_median)"
+        work = median3_work(shape, comparisons_per_voxel=MEDIAN3_GPU_COMPARISONS_PER_VOXEL)
+    else:
+        call = "segment.median_filter(size=3) -> numba median3 (segment._seg_median)"
+        work = median3_work(shape)
+    return fn, work, call, "x".join(map(str, shape)) + " float32"
 
 
 def _run_classify(env: _Env, shape):
@@ -702,25 +711,34 @@ def _small(size):
     return (max(64, head // 8),) if head >= 8192 else (max(32, head // 2),)  # frames, or n px
 
 
-#: kernel name -> (runner, what limits it when far from every roof, devices it runs on, whether
-#: its inner loop is scalar code on the CPU: checked with numba's ``inspect_asm`` (no vector
-#: gathers in the back-projection, scalar float ops in the gridding taps and the median merge);
-#: the one-lane ceiling is applied to these only).
+#: kernel name -> (runner, what limits it when far from every roof (per device), devices it runs
+#: on, whether its inner loop is scalar code on the CPU: checked with numba's ``inspect_asm`` (no
+#: vector gathers in the back-projection, scalar float ops in the gridding taps and the median
+#: merge); the one-lane ceiling is applied to these only).
 KERNELS = {
-    "backprojection": (_run_backprojection, "gathers from the projection rows (one dependent load pair per update)",
-                       ("cpu", "gpu"), True),
-    "gridding": (_run_gridding, "scattered read-modify-write of grid cells (atomics on the GPU)", ("cpu", "gpu"),
-                 True),
-    "ifft2": (_run_ifft2, "short-vector butterflies and strided column passes of the FFT library",
-              ("cpu", "gpu"), False),
-    "hexitec": (_run_hexitec, "data-dependent histogram increments and per-frame Python/thread hand-offs",
-                ("cpu", "gpu"), False),
-    "median3": (_run_median3, "scalar, branchy comparison network (not vectorised)", ("cpu", "gpu"), True),
-    "classify": (_run_classify, "per-voxel binary search (np.searchsorted) and the uint8 cast", ("cpu", "gpu"),
-                 False),
-    "stripping": (_run_stripping, "union-find pointer chasing (dependent random loads)", ("cpu",), False),
-    "current_pcg": (_run_current, "FFT passes with numpy temporaries and a host synchronisation per iteration",
-                    ("cpu", "gpu"), False),
+    "backprojection": (_run_backprojection, {
+        "cpu": "scalar gathers from the projection rows (two dependent loads per update)",
+        "gpu": "gathers from the projection rows through L1 (no texture path)"}, ("cpu", "gpu"), True),
+    "gridding": (_run_gridding, {
+        "cpu": "scattered read-modify-write of grid cells, scalar tap loops",
+        "gpu": "float atomics into the grid (two per spread)"}, ("cpu", "gpu"), True),
+    "ifft2": (_run_ifft2, {
+        "cpu": "short-vector butterflies and strided column passes of pocketfft",
+        "gpu": "cuFFT passes over a grid larger than L2"}, ("cpu", "gpu"), False),
+    "hexitec": (_run_hexitec, {
+        "cpu": "data-dependent histogram increments and per-piece thread hand-offs",
+        "gpu": "one block per frame: block synchronisations and counter atomics"}, ("cpu", "gpu"), False),
+    "median3": (_run_median3, {
+        "cpu": "scalar, branchy comparison network (not vectorised)",
+        "gpu": "dependent compare-exchanges in registers"}, ("cpu", "gpu"), True),
+    "classify": (_run_classify, {
+        "cpu": "per-voxel binary search (np.searchsorted) and the uint8 cast",
+        "gpu": "searchsorted kernel and a separate uint8 cast pass"}, ("cpu", "gpu"), False),
+    "stripping": (_run_stripping, {
+        "cpu": "union-find pointer chasing (dependent random loads)"}, ("cpu",), False),
+    "current_pcg": (_run_current, {
+        "cpu": "FFT passes with numpy temporaries and a host synchronisation per iteration",
+        "gpu": "a host synchronisation per iteration (dot products) and many small kernels"}, ("cpu", "gpu"), False),
 }
 
 
@@ -733,7 +751,7 @@ def profile_kernel(name: str, env: _Env, *, quick: bool) -> dict:
     runner, limiter, devices, _ = KERNELS[name]
     if env.device not in devices:
         return {"kernel": name, "device": env.device, "seconds": None,
-                "bound": "n/a", "why": f"runs on the CPU only; see the CPU profile ({limiter})"}
+                "bound": "n/a", "why": f"runs on the CPU only; see the CPU profile ({limiter['cpu']})"}
     size = SIZES[env.device][name][1 if quick else 0]
     fn, work, call, desc = runner(env, *size)
     seconds = env.timer(fn)
@@ -755,7 +773,8 @@ def assess_row(row: dict, limits: dict) -> dict:
     lim = dict(limits)
     if not scalar_loop:
         lim.pop("scalar_gflops", None)
-    row.update(assess(row["work"], row["seconds"], lim, fixed_seconds=row["fixed_seconds"], limiter=limiter))
+    row.update(assess(row["work"], row["seconds"], lim, fixed_seconds=row["fixed_seconds"],
+                      limiter=limiter[row["device"]]))
     return row
 
 

@@ -51,6 +51,10 @@ def test_fft_median_classify_stripping_work(pk):
     assert (f["flops"], f["bytes"], f["updates"]) == (5 * 16 * 4, 16 * 16, 16)
     m = pk.median3_work((2, 3, 4))
     assert (m["updates"], m["bytes"], m["flops"]) == (24, 24 * 8, 24 * 46)
+    # forgetful selection: 12 steps of 14..3 (minimum) and 13..2 (maximum) compare-exchanges, 3 more
+    # at the end, each a min and a max: 2 * (102 + 90 + 3)
+    assert pk.MEDIAN3_GPU_COMPARISONS_PER_VOXEL == 2 * (sum(range(3, 15)) + sum(range(2, 14)) + 3) == 390
+    assert pk.median3_work((10,), comparisons_per_voxel=390)["flops"] == 3900
     c = pk.classify_work((10, 10, 10), 2)  # 3 classes: 2 comparisons per voxel
     assert (c["bytes"], c["flops"]) == (5000, 2000)
     s = pk.stripping_work((4, 4), 8)
