@@ -293,6 +293,7 @@ class Timer:
     def __init__(self, device: str, repeats: int):
         self.device = device
         self.repeats = repeats
+        self.cpu_seconds = None  # process CPU time (all threads) of the best CPU run
 
     def __call__(self, fn) -> float:
         out = fn()  # warm-up: JIT compilation, FFT plans, kernel loading
@@ -311,9 +312,12 @@ class Timer:
                 best = min(best, cp.cuda.get_elapsed_time(start, end) / 1e3)
             return best
         for _ in range(self.repeats):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             fn()
-            best = min(best, time.perf_counter() - t0)
+            wall = time.perf_counter() - t0
+            if wall < best:
+                best, self.cpu_seconds = wall, time.process_time() - c0
         return best
 
 
@@ -755,12 +759,14 @@ def profile_kernel(name: str, env: _Env, *, quick: bool) -> dict:
     size = SIZES[env.device][name][1 if quick else 0]
     fn, work, call, desc = runner(env, *size)
     seconds = env.timer(fn)
+    cpu_seconds = env.timer.cpu_seconds if env.device == "cpu" else None
     del fn
     fn_s, work_s, _, _ = runner(env, *_small(size))
     t_small = env.timer(fn_s)
     del fn_s
     fixed = fixed_cost(t_small, _work_amount(work_s), seconds, _work_amount(work))
     return {"kernel": name, "device": env.device, "call": call, "size": desc, "seconds": seconds, "work": work,
+            "cpu_seconds": cpu_seconds, "cores_used": None if cpu_seconds is None else cpu_seconds / seconds,
             "fixed_seconds": fixed, "small_seconds": t_small, "small_updates": work_s["updates"]}
 
 
@@ -849,15 +855,17 @@ def to_markdown(result: dict) -> str:
                   f"({_fmt(lim['memory_clock_mhz'], '.0f')} MHz x {lim['memory_bus_bits']} bit x 2), "
                   f"{_fmt(lim['theoretical_compute_gflops'], '.0f')} Gflop/s ({lim['sm_count']} SMs, "
                   f"{lim['fp32_lanes_per_sm']} FP32 lanes each, compute capability {lim['compute_capability']})"]
-    cols = ["kernel", "size", "seconds", "GB/s", "Gflop/s", "G updates/s", "fraction", "limit", "bound by", "why"]
+    cols = ["kernel", "size", "seconds", "cores used", "GB/s", "Gflop/s", "G updates/s", "fraction", "limit",
+            "bound by", "why"]
     lines += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in result["kernels"]:
         if r.get("seconds") is None:
-            lines.append(f"| {r['kernel']} | | | | | | | | {r['bound']} | {r['why']} |")
+            lines.append(f"| {r['kernel']} | | | | | | | | | {r['bound']} | {r['why']} |")
             continue
         unit = r["work"]["update_unit"]
         lines.append("| " + " | ".join([
-            r["kernel"], r["size"], _fmt(r["seconds"], ".4g"), _fmt(r["achieved_gbs"]), _fmt(r["achieved_gflops"]),
+            r["kernel"], r["size"], _fmt(r["seconds"], ".4g"), _fmt(r.get("cores_used"), ".2f"),
+            _fmt(r["achieved_gbs"]), _fmt(r["achieved_gflops"]),
             f"{r['achieved_gups']:.3g} {unit}", f"{r['fraction']:.3f}", r["limit"], r["bound"], r["why"],
         ]) + " |")
     if result.get("ncu"):
@@ -957,7 +965,9 @@ def profile(device: str = "auto", *, quick: bool = False, only=None, repeats: in
         w = row["work"]
         print(f"== {name}: {row['size']}: {row['seconds']:.4g} s, {w['bytes'] / row['seconds'] / 1e9:.3g} GB/s, "
               f"{w['flops'] / row['seconds'] / 1e9:.3g} Gflop/s, "
-              f"{w['updates'] / row['seconds'] / 1e9:.3g} G {w['update_unit']}/s [{time.perf_counter() - t0:.1f} s]",
+              f"{w['updates'] / row['seconds'] / 1e9:.3g} G {w['update_unit']}/s"
+              + (f", {row['cores_used']:.2f} cores busy" if row["cores_used"] is not None else "")
+              + f" [{time.perf_counter() - t0:.1f} s]",
               flush=True)
     second = measure(quick=quick)
     limits = best_limits(first, second)

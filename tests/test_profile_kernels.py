@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -131,6 +132,7 @@ def test_quick_run_writes_every_kernel(pk, quick_result):
         assert 0 < r["fraction"] <= 1.5, (r["kernel"], r["fraction"])
         assert r["bound"] in ("memory", "compute", "compute (scalar)", "latency", "Python overhead")
         assert r["achieved_gbs"] == pytest.approx(r["work"]["bytes"] / r["seconds"] / 1e9)
+        assert 0 < r["cores_used"] <= 1.25 * os.cpu_count(), (r["kernel"], r["cores_used"])
         assert r["kernel"] in md
     lim = result["limits"]
     assert lim["bandwidth_gbs"] == max(lim["stream_gbs"].values())
