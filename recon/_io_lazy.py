@@ -3,7 +3,9 @@
 The sources here are small objects holding only a path, a dataset name and the frame
 selection. They open the file inside ``__getitem__`` and close it again, so a dask graph
 built on them is safe for threads (h5py serialises calls internally) and for pickling to
-dask.distributed workers: no open file handle ever travels with the graph.
+dask.distributed workers: no open file handle ever travels with the graph. Raw (uncompressed)
+HDF5 datasets are copied straight from a memory map of the file (``recon._io_direct``), in
+parallel across threads; other layouts go through h5py.
 """
 
 from __future__ import annotations
@@ -129,6 +131,9 @@ class H5Frames:
             key = (key,)
         key = key + (slice(None),) * (self.ndim - len(key))
         first, rest = key[0], key[1:]
+        got = self._direct(first, rest)
+        if got is not None:
+            return got
         with h5py.File(self.path, "r") as f:
             ds = f[self.dataset]
             if self.frames is None and isinstance(first, slice):
@@ -146,6 +151,23 @@ class H5Frames:
             if uniq.size != sel.size or not np.array_equal(uniq, sel):
                 out = out[inv.ravel()]
             return out
+
+
+    def _direct(self, first, rest):
+        """The same read without h5py for raw (uncompressed) 3-D datasets, else None."""
+        from . import _io_direct
+
+        if self.ndim != 3 or not all(isinstance(k, slice) for k in rest):
+            return None
+        lay = _io_direct.layout(self.path, self.dataset)
+        if lay is None or lay.shape != self.full_shape:
+            return None
+        frames = np.arange(self.full_shape[0]) if self.frames is None else self.frames
+        sel = frames[first]
+        if np.ndim(sel) == 0:
+            out = _io_direct.read(lay, np.asarray([sel]), *rest)
+            return None if out is None else out[0]
+        return _io_direct.read(lay, np.asarray(sel).ravel(), *rest)
 
 
 class TiffFrames:
