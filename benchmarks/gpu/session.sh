@@ -15,7 +15,7 @@
 # 10-minute call; a step that fails or times out does not stop the others. Other knobs:
 #   GPU_PYTHON (python3), GPU_SITE (/tmp/site), GPU_PYTEST_PATHS (tests), GPU_PYTEST_ARGS,
 #   GPU_TEST_TIMEOUT (120 s per test, with pytest-timeout), GPU_BENCH_TOPICS
-#   (recon compton stripping hexitec segment), GPU_BENCH_QUICK=1 (small sizes),
+#   (e2e recon hexitec segment compton stripping: the acceptance targets first), GPU_BENCH_QUICK=1 (small sizes),
 #   GPU_PROFILE_QUICK=1 (profile_kernels.py --quick), GPU_NCU_KERNEL (backproject_linear) with
 #   GPU_NCU_ALGO (fbp; the kernel grid_polar needs fourier).
 # Dry mode (GPU_SESSION_DRY=1, or automatic when no CUDA device is seen): wheels, env report and a
@@ -199,7 +199,7 @@ else
         bench_end=$((SECONDS + t))
         quick=()
         [ "${GPU_BENCH_QUICK:-0}" = 1 ] && quick=(--quick)
-        for topic in ${GPU_BENCH_TOPICS:-recon compton stripping hexitec segment}; do
+        for topic in ${GPU_BENCH_TOPICS:-e2e recon hexitec segment compton stripping}; do
             left=$((bench_end - SECONDS))
             if [ "$left" -lt 10 ]; then record "bench $topic" skipped - "bench budget spent"; continue; fi
             t0=$SECONDS
