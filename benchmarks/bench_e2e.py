@@ -154,8 +154,9 @@ def _algotom(scan: Path, out: Path, slab: int = 32) -> tuple[float, float]:
 
 
 def _workdir(nbytes: int) -> Path:
+    """A scratch folder in RAM (/dev/shm) when ``nbytes`` (scan + volume + pyramid) fit there."""
     shm = Path("/dev/shm")
-    if shm.is_dir() and shutil.disk_usage(shm).free > 2.5 * nbytes:
+    if shm.is_dir() and shutil.disk_usage(shm).free > 1.1 * nbytes:
         return Path(tempfile.mkdtemp(prefix="anodescope-e2e-", dir=shm))
     return Path(tempfile.mkdtemp(prefix="anodescope-e2e-"))
 
@@ -180,7 +181,7 @@ def run(quick: bool = False) -> list[dict]:
     rows: list[dict] = []
     n = int(os.environ.get("ANODESCOPE_BENCH_E2E_N", 128 if quick else 384))
     case = f"{n}^3 DXchange uint16 -> OME-Zarr (read, flat/dark, -log, reconstruct, write)"
-    work = _workdir(n**3 * 2 + n**3 * 4)
+    work = _workdir(n**3 * (2 + 4 * 8 / 7))
     try:
         t0 = time.perf_counter()
         scan = write_scan(work / "scan.h5", n)
@@ -202,7 +203,7 @@ def run(quick: bool = False) -> list[dict]:
     if gpu_available():
         ng = int(os.environ.get("ANODESCOPE_BENCH_E2E_GPU_N", 256 if quick else 2048))
         case = f"{ng}^3 DXchange uint16 -> OME-Zarr (read, flat/dark, -log, reconstruct, write)"
-        work = _workdir(ng**3 * 2 + ng**3 * 4)
+        work = _workdir(ng**3 * (2 + 4 * 8 / 7))
         try:
             t0 = time.perf_counter()
             scan = write_scan(work / "scan.h5", ng)
