@@ -18,20 +18,20 @@ derived from the kernel's algorithm gives
   gridding spreads, histogram events, voxels, union-find neighbour look-ups).
 
 The device's limits are measured in the same run, before and after the kernels (the larger
-of the two is kept, since other users' load only lowers them): main-memory bandwidth with STREAM-style
-copy and triad loops (NumPy and a numba parallel loop; the best is the limit) and a compute roof
-from a float32 fused-multiply-add loop that keeps enough independent chains in registers to
-fill the vector units. On a GPU the copy bandwidth is measured with CuPy and the theoretical
+of the two is kept, since other users' load only lowers them): main-memory bandwidth with
+STREAM-style copy and triad loops (NumPy and a numba parallel loop; the best is the limit) and
+a compute roof from a float32 fused-multiply-add loop that keeps enough independent chains in
+registers to fill the vector units. On a GPU the copy bandwidth is measured with CuPy and the theoretical
 peaks come from the device attributes. Each kernel's ``fraction`` is its achieved performance
 over the roofline ``min(compute roof, arithmetic intensity x bandwidth)``, i.e. the larger of
 its bandwidth and compute fractions. The fixed cost per call (Python set-up, thread pools,
-synchronisations) is estimated from a second run at about an eighth of the work: with
+synchronisations) is estimated from a second run at a quarter to an eighth of the work: with
 ``t = c + w W`` at two amounts of work ``W``, ``c`` is the fixed cost.
 
 "Bound by" is judged from these numbers: a fixed cost above 30 % of the run -> Python
 overhead; a roofline fraction of at least 0.5 -> memory or compute (whichever fraction is
-larger); on the CPU, at least half of the one-lane ceiling (compute roof / float32 SIMD lanes)
--> compute (scalar), i.e. the loop does not use the vector lanes; otherwise the kernel sits far
+larger); for a CPU kernel whose inner loop is scalar code, at least half of the one-lane
+ceiling (compute roof / float32 SIMD lanes) -> compute (scalar); otherwise the kernel sits far
 below every roof and is bound by latency (random access, atomics, dependent loads, branches:
 the kernel's own limiter is named).
 
@@ -82,15 +82,43 @@ ROOF_LIMIT = 0.5
 # ------------------------------------------------------------------------------ work models
 
 
-def stream_bytes(kind: str, n_elements: int, itemsize: int = 8) -> int:
-    """Bytes moved by one STREAM kernel over arrays of ``n_elements`` items of ``itemsize`` bytes.
+_RETURNS = """
+    Returns
+    -------
+    dict
+        ``updates`` (count), ``update_unit`` (their name), ``bytes`` (compulsory main-memory
+        traffic, B) and ``flops`` (operations; an FMA counts 2, a comparison 1).
+"""
+
+
+def _doc(fn):
+    fn.__doc__ = fn.__doc__.rstrip() + "\n" + _RETURNS
+    return fn
+
+
+def stream_bytes(kind: str, n_elements: int, *, itemsize: int = 8) -> int:
+    """Bytes moved by one STREAM kernel over arrays of ``n_elements`` items.
 
     STREAM convention: ``copy`` (a = b) reads one array and writes one (2 arrays), ``triad``
     (a = b + s c) reads two and writes one (3 arrays); write-allocate traffic is not counted.
 
+    Parameters
+    ----------
+    kind : {"copy", "triad"}
+        The STREAM kernel.
+    n_elements : int
+        Items per array.
+    itemsize : int
+        Bytes per item (8 for float64).
+
+    Returns
+    -------
+    int
+        Bytes (B).
+
     Examples
     --------
-    >>> stream_bytes("copy", 1000), stream_bytes("triad", 1000, 4)
+    >>> stream_bytes("copy", 1000), stream_bytes("triad", 1000, itemsize=4)
     (16000, 12000)
     """
     arrays = {"copy": 2, "triad": 3}
@@ -99,12 +127,22 @@ def stream_bytes(kind: str, n_elements: int, itemsize: int = 8) -> int:
     return arrays[kind] * int(n_elements) * int(itemsize)
 
 
+@_doc
 def backprojection_work(n_px: int, n_angles: int, width_px: int) -> dict:
     """Linear-interpolation back-projection of one ``n_px`` x ``n_px`` slice (float32).
 
     updates = n_px^2 x n_angles (each pixel gathers one interpolated value per angle);
-    bytes = filtered projections read once (n_angles x (width_px + 2) x 4 B, one zero column
-    each side) + the slice written once (n_px^2 x 4 B); flops = 7 per update.
+    bytes = the filtered projections read once (n_angles x (width_px + 2) x 4 B, one zero
+    column each side) + the slice written once (n_px^2 x 4 B); flops = 7 per update.
+
+    Parameters
+    ----------
+    n_px : int
+        Slice edge (pixels).
+    n_angles : int
+        Projection angles.
+    width_px : int
+        Detector width (pixels).
     """
     updates = n_px * n_px * n_angles
     return {
@@ -115,12 +153,24 @@ def backprojection_work(n_px: int, n_angles: int, width_px: int) -> dict:
     }
 
 
+@_doc
 def gridding_work(n_angles: int, n_k: int, kernel_width: int, grid_size: int) -> dict:
-    """Spreading ``n_angles x n_k`` complex64 polar samples onto a ``grid_size``^2 complex64 grid.
+    """Spreading ``n_angles x n_k`` complex64 polar samples onto a complex64 Cartesian grid.
 
-    updates = samples x kernel_width^2 spreads; bytes = samples read (8 B each) + every grid
-    cell read and written once (16 B); flops = 4 per spread (two FMAs, real and imaginary)
-    + 6 per kernel tap and axis for the two interpolated weight vectors (2 x 3 x width).
+    updates = samples x kernel_width^2 spreads; bytes = the samples read once (8 B each) +
+    every grid cell read and written once (16 B); flops = 4 per spread (two FMAs, real and
+    imaginary) + 6 per tap and sample for the two interpolated weight vectors (2 x 3 x width).
+
+    Parameters
+    ----------
+    n_angles : int
+        Radial lines (projection angles).
+    n_k : int
+        Samples per radial line.
+    kernel_width : int
+        Spreading kernel width (grid cells).
+    grid_size : int
+        Grid edge (cells).
     """
     samples = n_angles * n_k
     updates = samples * kernel_width * kernel_width
@@ -132,20 +182,41 @@ def gridding_work(n_angles: int, n_k: int, kernel_width: int, grid_size: int) ->
     }
 
 
+@_doc
 def fft2_work(size: int) -> dict:
-    """Complex64 2-D FFT of ``size`` x ``size``: 5 N log2 N flops (N = size^2), one read and one
-    write of 8 B per point; updates = points."""
+    """Complex64 2-D FFT of ``size`` x ``size`` points: 5 N log2 N flops (N = size^2), one
+    read and one write of 8 B per point; updates = points.
+
+    Parameters
+    ----------
+    size : int
+        Grid edge (points).
+    """
     n = size * size
     return {"updates": n, "update_unit": "points", "bytes": 16 * n, "flops": 5.0 * n * math.log2(n)}
 
 
+@_doc
 def hexitec_work(n_frames: int, n_pixels: int, n_events: int, *, n_bins: int, itemsize: int = 2) -> dict:
     """HEXITEC frames -> per-pixel histograms.
 
     bytes = every frame read once (n_frames x n_pixels x itemsize) + the histogram written once
     (n_pixels x n_bins x 4 B); updates = events (pixels above threshold, each a counter and
     histogram increment at a data-dependent address); flops = one comparison per pixel and
-    frame plus dark subtraction, calibration (FMA) and bin search per event (4).
+    frame + 4 per event (dark subtraction, calibration FMA, bin search).
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames.
+    n_pixels : int
+        Pixels per frame (6400 for 80 x 80).
+    n_events : int
+        Pixels above threshold over all frames.
+    n_bins : int
+        Histogram bins per pixel.
+    itemsize : int
+        Bytes per raw value (2 for uint16 ADU).
     """
     return {
         "updates": int(n_events),
@@ -155,42 +226,80 @@ def hexitec_work(n_frames: int, n_pixels: int, n_events: int, *, n_bins: int, it
     }
 
 
-def median3_work(shape, itemsize: int = 4, comparisons_per_voxel: int = MEDIAN3_COMPARISONS_PER_VOXEL) -> dict:
+@_doc
+def median3_work(shape, *, itemsize: int = 4, comparisons_per_voxel: int = MEDIAN3_COMPARISONS_PER_VOXEL) -> dict:
     """3x3x3 median: each voxel read once and written once (the 27 reads per window come from
-    cache); ``comparisons_per_voxel`` (46 for the CPU algorithm, 390 for the GPU's forgetful
-    selection) counted as flops; updates = voxels."""
+    cache); ``comparisons_per_voxel`` counted as flops; updates = voxels.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Volume shape (voxels).
+    itemsize : int
+        Bytes per voxel (4 for float32).
+    comparisons_per_voxel : int
+        46 for the CPU algorithm, 390 for the GPU's forgetful selection.
+    """
     n = int(np.prod(shape))
     return {"updates": n, "update_unit": "voxels", "bytes": 2 * itemsize * n,
             "flops": comparisons_per_voxel * n}
 
 
-def classify_work(shape, n_thresholds: int, itemsize: int = 4) -> dict:
-    """Threshold classification: read each voxel (itemsize B), write a uint8 class (1 B); a
-    binary search of ceil(log2(n_thresholds + 1)) comparisons per voxel."""
+@_doc
+def classify_work(shape, n_thresholds: int, *, itemsize: int = 4) -> dict:
+    """Threshold classification: read each voxel, write a uint8 class (1 B); a binary search
+    of ceil(log2(n_thresholds + 1)) comparisons per voxel; updates = voxels.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Volume shape (voxels).
+    n_thresholds : int
+        Thresholds (classes - 1).
+    itemsize : int
+        Bytes per voxel (4 for float32).
+    """
     n = int(np.prod(shape))
     return {"updates": n, "update_unit": "voxels", "bytes": (itemsize + 1) * n,
             "flops": math.ceil(math.log2(n_thresholds + 1)) * n}
 
 
+@_doc
 def stripping_work(shape, connectivity: int) -> dict:
     """Virtual stripping (depth binning + union-find of the superlevel sets).
 
     bytes = the float64 thickness map read once (8 B/pixel) and one int32 depth bin per pixel
     written and read back (8 B/pixel); updates = pixels x connectivity neighbour look-ups
-    (each added pixel looks at its neighbours' sets); flops = one per look-up plus 4 per
-    pixel for the depth bin.
+    (each added pixel looks at its neighbours' sets); flops = one per look-up + 4 per pixel
+    for the depth bin.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Map shape (pixels).
+    connectivity : {4, 8}
+        Neighbours per pixel.
     """
     n = int(np.prod(shape))
     return {"updates": n * connectivity, "update_unit": "look-ups", "bytes": 16 * n,
             "flops": n * connectivity + 4 * n}
 
 
+@_doc
 def pcg_work(shape, iterations: int) -> dict:
     """FFT-preconditioned conjugate gradients of the current solver (float64 maps).
 
     Per iteration (plus one for the initial residual and preconditioner): four real 2-D FFTs
-    of 2.5 N log2 N flops (N = pixels) and the fused lower bound of
-    ``PCG_BYTES_PER_PIXEL_ITERATION`` bytes per pixel; updates = pixel-iterations.
+    of 2.5 N log2 N flops (N = pixels) + ``PCG_FLOPS_PER_PIXEL_ITERATION`` flops per pixel,
+    and the fused lower bound of ``PCG_BYTES_PER_PIXEL_ITERATION`` bytes per pixel;
+    updates = pixel-iterations.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Map shape (pixels), after any mirroring.
+    iterations : int
+        PCG iterations done.
     """
     n = int(np.prod(shape))
     it = int(iterations) + 1
@@ -746,7 +855,7 @@ KERNELS = {
     "stripping": (_run_stripping, {
         "cpu": "union-find pointer chasing (dependent random loads)"}, ("cpu",), False),
     "current_pcg": (_run_current, {
-        "cpu": "FFT passes with numpy temporaries and a host synchronisation per iteration",
+        "cpu": "FFT passes, NumPy temporaries and single-threaded element-wise work",
         "gpu": "a host synchronisation per iteration (dot products) and many small kernels"}, ("cpu", "gpu"), False),
 }
 

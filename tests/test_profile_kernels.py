@@ -26,6 +26,12 @@ def pk():
 # ----------------------------------------------------------------------------- work models by hand
 
 
+def test_docstring_examples(pk):
+    import doctest
+
+    assert doctest.testmod(pk).failed == 0
+
+
 def test_stream_bytes(pk):
     assert pk.stream_bytes("copy", 1000) == 2 * 1000 * 8
     assert pk.stream_bytes("triad", 10, itemsize=4) == 3 * 10 * 4
