@@ -397,12 +397,25 @@ def fixed_cost(t_small: float, w_small: float, t_full: float, w_full: float) -> 
 
 
 class Timer:
-    """Best-of-``repeats`` timing after one warm-up; CUDA events and a synchronise on the GPU."""
+    """Best-of-``repeats`` timing after one warm-up; CUDA events and a synchronise on the GPU.
 
-    def __init__(self, device: str, repeats: int):
+    Short kernels are repeated until ``min_total_s`` seconds have been timed (at most 50
+    runs), so that one unlucky run on a shared machine does not decide their time.
+    """
+
+    def __init__(self, device: str, repeats: int, *, min_total_s: float = 0.3):
         self.device = device
         self.repeats = repeats
+        self.min_total_s = min_total_s
         self.cpu_seconds = None  # process CPU time (all threads) of the best CPU run
+
+    def _runs(self):
+        """Yield run indices until ``repeats`` runs and ``min_total_s`` seconds are done."""
+        t0 = time.perf_counter()
+        i = 0
+        while i < self.repeats or (time.perf_counter() - t0 < self.min_total_s and i < 50):
+            yield i
+            i += 1
 
     def __call__(self, fn) -> float:
         out = fn()  # warm-up: JIT compilation, FFT plans, kernel loading
@@ -412,7 +425,7 @@ class Timer:
             import cupy as cp
 
             cp.cuda.Device().synchronize()
-            for _ in range(self.repeats):
+            for _ in self._runs():
                 start, end = cp.cuda.Event(), cp.cuda.Event()
                 start.record()
                 fn()
@@ -420,7 +433,7 @@ class Timer:
                 end.synchronize()
                 best = min(best, cp.cuda.get_elapsed_time(start, end) / 1e3)
             return best
-        for _ in range(self.repeats):
+        for _ in self._runs():
             c0 = time.process_time()
             t0 = time.perf_counter()
             fn()
