@@ -160,19 +160,26 @@ def test_quick_run_work_model_matches_an_independent_count(quick_result):
 
 
 def test_stream_bandwidth_against_a_direct_timing(quick_result):
-    """The measured limit is within a loose factor of a plain np.copyto timed here."""
+    """The measured limit is within a loose factor of a plain threaded np.copyto timed here
+    (one slice per thread, as many threads as numba uses; NumPy releases the GIL in copies)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
     result, _ = quick_result
-    n = 16 * 2**20  # 128 MiB per array, 4 x the largest last-level caches of the test machines
+    n = 16 * 2**20  # 128 MiB per array, 4 x the 32 MiB L3 of the development VM
     a = np.empty(n)
     b = np.ones(n)
-    np.copyto(a, b)
+    k = numba.get_num_threads()
+    parts = [slice(i * n // k, (i + 1) * n // k) for i in range(k)]
     best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        np.copyto(a, b)
-        best = min(best, time.perf_counter() - t0)
+    with ThreadPoolExecutor(k) as pool:
+        for _ in range(6):  # first run: page faults of ``a``
+            t0 = time.perf_counter()
+            list(pool.map(lambda sl: np.copyto(a[sl], b[sl]), parts))
+            best = min(best, time.perf_counter() - t0)
     direct = 2 * 8 * n / best / 1e9
-    assert direct / 3 < result["limits"]["bandwidth_gbs"] < direct * 3
+    assert direct / 3 < result["limits"]["bandwidth_gbs"] < direct * 3, (direct, result["limits"]["stream_gbs"])
 
 
 def test_unknown_kernel_is_refused(pk, capsys):
