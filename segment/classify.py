@@ -133,10 +133,29 @@ def _thresholds_from_sample(v, *, method, classes, nbins=256):
 
 
 def apply_thresholds(volume, thresholds):
-    """Class index 0..len(thresholds) of every voxel (uint8; 0 = darkest), NumPy or CuPy."""
+    """Class index 0..len(thresholds) of every voxel (uint8; 0 = darkest), NumPy or CuPy.
+
+    The class is the number of (increasing) thresholds at or below the voxel, i.e.
+    ``searchsorted(thresholds, volume, side="right")``; NaN voxels get the top class as
+    there. Computed as one uint8 comparison pass per threshold (memory-bound, no int64
+    intermediate).
+
+    Examples
+    --------
+    >>> apply_thresholds(np.array([0.0, 1.0, 2.5, 3.0]), [1.0, 3.0]).tolist()
+    [0, 1, 1, 2]
+    """
     xp = array_module(volume)
-    t = xp.asarray(np.asarray(thresholds, dtype=np.float64)).astype(volume.dtype)
-    return xp.searchsorted(t, volume, side="right").astype(xp.uint8)
+    v = xp.asarray(volume)
+    t = np.sort(np.asarray(thresholds, dtype=np.float64).astype(v.dtype))
+    out = xp.zeros(v.shape, dtype=xp.uint8)
+    for value in t:
+        out += v >= value
+    if v.dtype.kind == "f" and t.size:
+        nan = xp.isnan(v)
+        if bool(nan.any()):
+            out[nan] = t.size
+    return out
 
 
 # ---------------------------------------------------------------------------- classifier

@@ -251,3 +251,22 @@ def test_clean_labels_against_plain_component_counting():
     assert (out[small] == 0).all() and (out[(lab == 3) & ~small] == 3).all()
     with pytest.raises(InputError, match="3-D"):
         clean_labels(np.zeros((3, 3), np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16, np.int32])
+@pytest.mark.parametrize("thresholds", [[10.0], [-20.5, 3.0, 50.0], [0.1, 0.1], [7.5, 200.25], []])
+def test_apply_thresholds_equals_searchsorted(dtype, thresholds):
+    """The comparison-pass classifier gives searchsorted's classes (thresholds in the volume's
+    dtype, NaN in the top class, infinities at the ends)."""
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "f":
+        v = (rng.normal(size=(20, 30, 40)) * 100).astype(dtype)
+        v[0, 0, :5] = np.nan
+        v[1, 1, 1], v[1, 1, 2] = np.inf, -np.inf
+    else:
+        v = rng.integers(0, 300, (20, 30, 40)).astype(dtype)
+    t = np.sort(np.asarray(thresholds, dtype=np.float64).astype(dtype))  # (a negative one wraps in uint16)
+    expected = np.searchsorted(t, v, side="right").astype(np.uint8)
+    got = apply_thresholds(v, thresholds)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
