@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import socket
 import sys
 from pathlib import Path
@@ -42,9 +43,18 @@ def machine_info() -> dict:
         props = cupy.cuda.runtime.getDeviceProperties(0)
         info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+        info["cuda_driver"] = cupy.cuda.runtime.driverGetVersion()
+        info["gpu_memory_gib"] = round(props["totalGlobalMem"] / 2**30, 1)
     except Exception:
         pass
     return info
+
+
+def machine_name(info: dict) -> str:
+    """File name for a machine's results: the GPU model (e.g. ``NVIDIA-H100-80GB-HBM3``), which
+    names the machine class better than a cloud host name, else the host name."""
+    name = info.get("gpu") or info["host"]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "machine"
 
 
 def load(path: Path):
@@ -55,8 +65,12 @@ def load(path: Path):
 
 
 def to_markdown(info: dict, rows: list[dict]) -> str:
-    head = f"# Benchmarks on {info['host']} ({info['cpus']} CPUs, GPU: {info['gpu'] or 'none'}), {info['date']}\n\n"
-    cols = ["benchmark", "case", "tool", "seconds", "throughput", "unit", "accuracy", "ratio", "note"]
+    gpu = info["gpu"] or "none"
+    if info.get("gpu") and info.get("cuda_runtime"):
+        gpu += f", CUDA runtime {info['cuda_runtime']}"
+    head = (f"# Benchmarks on {info['host']} ({info['cpus']} CPUs, GPU: {gpu}), last run {info['date']}\n\n"
+            "Rows kept from earlier partial runs (`run.py TOPIC`) keep their own `measured` time.\n\n")
+    cols = ["benchmark", "case", "tool", "seconds", "throughput", "unit", "accuracy", "ratio", "note", "measured"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in rows:
         cells = []
@@ -72,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("topics", nargs="*", help="benchmark topics (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--machine", help="results file name (default: the GPU model when there is one, "
+                        "else the host name)")
     args = parser.parse_args(argv)
     files = sorted(HERE.glob("bench_*.py"))
     if args.topics:
@@ -82,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {f.stem}", flush=True)
         got = load(f).run(quick=args.quick)
         for row in got:
+            row.setdefault("measured", info["date"])
+        for row in got:
             print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         rows.extend(got)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = info["host"] + ("-quick" if args.quick else "")
+    stem = (args.machine or machine_name(info)) + ("-quick" if args.quick else "")
     target = args.out / f"{stem}.json"
     if args.topics and target.exists():  # a partial run keeps the other topics' rows
         ran = {row.get("benchmark") for row in rows}

@@ -22,7 +22,7 @@
 # pytest --collect-only of the GPU tests; benchmarks and profiles are skipped.
 #
 # Files under OUTDIR (the device returns at most 8, two folders deep): summary.md, env.txt,
-# pytest-gpu.log, junit-gpu.xml, results/<host>.json and .md, profile.md (profile_kernels.py's table),
+# pytest-gpu.log, junit-gpu.xml, results/<machine>.json and .md (GPU model), profile.md (profile_kernels.py's table),
 # session.tgz (every log, env.json, profile_kernels.py's json and png, the ncu report).
 set -u -o pipefail
 
