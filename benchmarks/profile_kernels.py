@@ -863,8 +863,8 @@ KERNELS = {
         "cpu": "scalar, branchy comparison network (not vectorised)",
         "gpu": "dependent compare-exchanges in registers"}, ("cpu", "gpu"), True),
     "classify": (_run_classify, {
-        "cpu": "per-voxel binary search (np.searchsorted) and the uint8 cast",
-        "gpu": "searchsorted kernel and a separate uint8 cast pass"}, ("cpu", "gpu"), False),
+        "cpu": "one single-threaded NumPy comparison pass per threshold and a NaN pass (about 20 B/voxel moved)",
+        "gpu": "one element-wise comparison kernel per threshold and a NaN pass"}, ("cpu", "gpu"), False),
     "stripping": (_run_stripping, {
         "cpu": "union-find pointer chasing (dependent random loads)"}, ("cpu",), False),
     "current_pcg": (_run_current, {
