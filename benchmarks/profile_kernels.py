@@ -60,12 +60,11 @@ REPO = HERE.parent
 #: Flops of one linear-interpolation back-projection update: u = base + col c (FMA), the
 #: fraction f = u - i0, the difference q1 - q0, the interpolation q0 + f d (FMA), the sum.
 BACKPROJECTION_FLOPS_PER_UPDATE = 7
-#: Comparisons per voxel of the CPU 3x3x3 median (one new 3x3 column per voxel sorted by
-#: insertion, about 9 * 8 / 4 = 18 comparisons, then a three-way merge of 14 steps of 2).
-MEDIAN3_COMPARISONS_PER_VOXEL = 18 + 14 * 2
-#: The same for the CUDA kernel (forgetful selection, ``segment._cuda_median``): 12 steps of
-#: (14 - step) + (13 - step) compare-exchanges, 3 more at the end, each a min and a max.
+#: Comparisons per voxel of the 3x3x3 median, CUDA kernel and numba kernel alike (forgetful
+#: selection, ``segment._cuda_median`` and ``segment._seg_median``): 12 steps of (14 - step) +
+#: (13 - step) compare-exchanges, 3 more at the end, each a min and a max.
 MEDIAN3_GPU_COMPARISONS_PER_VOXEL = 2 * (sum(27 - 2 * step for step in range(12)) + 3)
+MEDIAN3_COMPARISONS_PER_VOXEL = MEDIAN3_GPU_COMPARISONS_PER_VOXEL
 #: Bytes per pixel and PCG iteration of the current solver (float64), a fused lower bound:
 #: two operator applications (forward real FFT 8 read + 8 write, inverse 8 + 4 symbol read + 8
 #: write, mask 8 read) and three vector updates x += a p, r -= a Ap, p = z + b p (24 each).
@@ -238,7 +237,7 @@ def median3_work(shape, *, itemsize: int = 4, comparisons_per_voxel: int = MEDIA
     itemsize : int
         Bytes per voxel (4 for float32).
     comparisons_per_voxel : int
-        46 for the CPU algorithm, 390 for the GPU's forgetful selection.
+        390 for the forgetful selection of both kernels (CPU and GPU).
     """
     n = int(np.prod(shape))
     return {"updates": n, "update_unit": "voxels", "bytes": 2 * itemsize * n,
@@ -797,7 +796,7 @@ def _run_median3(env: _Env, shape):
         call = "segment.median_filter(size=3) -> CUDA forgetful selection (segment._cuda_median)"
         work = median3_work(shape, comparisons_per_voxel=MEDIAN3_GPU_COMPARISONS_PER_VOXEL)
     else:
-        call = "segment.median_filter(size=3) -> numba median3 (segment._seg_median)"
+        call = "segment.median_filter(size=3) -> numba forgetful selection on row blocks (segment._seg_median)"
         work = median3_work(shape)
     return fn, work, call, "x".join(map(str, shape)) + " float32"
 
@@ -844,8 +843,8 @@ def _small(size):
 
 #: kernel name -> (runner, what limits it when far from every roof (per device), devices it runs
 #: on, whether its inner loop is scalar code on the CPU: checked with numba's ``inspect_asm`` (no
-#: vector gathers in the back-projection, scalar float ops in the gridding taps and the median
-#: merge); the one-lane ceiling is applied to these only).
+#: vector gathers in the back-projection, scalar float ops in the gridding taps; the median's
+#: compare-exchanges are zmm vminps/vmaxps); the one-lane ceiling is applied to these only).
 KERNELS = {
     "backprojection": (_run_backprojection, {
         "cpu": "scalar gathers from the projection rows (two dependent loads per update)",
@@ -860,8 +859,8 @@ KERNELS = {
         "cpu": "data-dependent histogram increments and per-piece thread hand-offs",
         "gpu": "one block per frame: block synchronisations and counter atomics"}, ("cpu", "gpu"), False),
     "median3": (_run_median3, {
-        "cpu": "scalar, branchy comparison network (not vectorised)",
-        "gpu": "dependent compare-exchanges in registers"}, ("cpu", "gpu"), True),
+        "cpu": "L1 loads and stores of the 15 block rows around each vector min/max pair",
+        "gpu": "dependent compare-exchanges in registers"}, ("cpu", "gpu"), False),
     "classify": (_run_classify, {
         "cpu": "one single-threaded NumPy comparison pass per threshold and a NaN pass (about 20 B/voxel moved)",
         "gpu": "one element-wise comparison kernel per threshold and a NaN pass"}, ("cpu", "gpu"), False),

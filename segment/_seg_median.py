@@ -1,9 +1,12 @@
 """Numba 3x3x3 median filter (CPU), identical to ``scipy.ndimage.median_filter(size=3, mode="reflect")``.
 
-Along each row of the volume, every 3x3 column of the window (9 values across y and z) is
-sorted once and shared by the three windows that contain it; the median of a window is the
-14th smallest of its three sorted columns, found by a three-way merge of 14 steps. Rows run
-in parallel threads.
+The same forgetful selection as the CUDA kernel (``segment._cuda_median``), run on blocks of
+up to 256 voxels of a row at once so that every compare-exchange is one vector min and one
+vector max: 15 of the 27 neighbours are kept, the smallest and the largest are dropped and the
+next neighbour is loaded, twelve times, and the median of the last three is the median of all
+27 (195 compare-exchanges a voxel, no data-dependent branches). Only comparisons are used, so
+the result is one of the input values, bit for bit SciPy's order statistic (NaN-free input;
+infinities are fine). Rows run in parallel threads.
 """
 
 from __future__ import annotations
@@ -11,47 +14,55 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: voxels of a row handled together (15 x 256 values of the block stay in L1/L2)
+BLOCK = 256
+
 
 def _kernel(p, out):
     nz, ny, nx = out.shape
     for zy in numba.prange(nz * ny):
         z = zy // ny
         y = zy - z * ny
-        cols = np.empty((nx + 2, 9), p.dtype)
-        for xp in range(nx + 2):  # sort each 3x3 column (insertion sort of 9 values)
-            n = 0
-            for dz in range(3):
-                for dy in range(3):
-                    v = p[z + dz, y + dy, xp]
-                    j = n
-                    while j > 0 and cols[xp, j - 1] > v:
-                        cols[xp, j] = cols[xp, j - 1]
-                        j -= 1
-                    cols[xp, j] = v
-                    n += 1
-        for x in range(nx):
-            a = 0
-            b = 0
-            c = 0
-            for _ in range(13):  # drop the 13 smallest of the 27 values
-                va = cols[x, a] if a < 9 else np.inf
-                vb = cols[x + 1, b] if b < 9 else np.inf
-                vc = cols[x + 2, c] if c < 9 else np.inf
-                if va <= vb and va <= vc:
-                    a += 1
-                elif vb <= vc:
-                    b += 1
-                else:
-                    c += 1
-            va = cols[x, a] if a < 9 else np.inf
-            vb = cols[x + 1, b] if b < 9 else np.inf
-            vc = cols[x + 2, c] if c < 9 else np.inf
-            out[z, y, x] = min(va, min(vb, vc))
+        buf = np.empty((15, BLOCK), p.dtype)
+        for x0 in range(0, nx, BLOCK):
+            w = min(BLOCK, nx - x0)
+            # neighbour k of (z, y, x) is p[z + k // 9, y + (k // 3) % 3, x + k % 3] (p is padded)
+            for k in range(15):
+                src = p[z + k // 9, y + (k // 3) % 3]
+                for t in range(w):
+                    buf[k, t] = src[x0 + k % 3 + t]
+            for s in range(12):
+                # the set is buf[s..14]: its minimum to buf[s], its maximum to buf[14]
+                for i in range(s + 1, 15):
+                    for t in range(w):
+                        a = buf[s, t]
+                        b = buf[i, t]
+                        buf[s, t] = min(a, b)
+                        buf[i, t] = max(a, b)
+                for i in range(s + 1, 14):
+                    for t in range(w):
+                        a = buf[i, t]
+                        b = buf[14, t]
+                        buf[i, t] = min(a, b)
+                        buf[14, t] = max(a, b)
+                # forget both: the minimum by moving on, the maximum under the next neighbour
+                k = 15 + s
+                src = p[z + k // 9, y + (k // 3) % 3]
+                for t in range(w):
+                    buf[14, t] = src[x0 + k % 3 + t]
+            for t in range(w):  # median of the last three
+                a = buf[12, t]
+                b = buf[13, t]
+                c = buf[14, t]
+                out[z, y, x0 + t] = max(min(a, b), min(max(a, b), c))
 
 
-_median3_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_kernel)
+# 'nnan' and 'nsz' let the compare-exchanges become vector min/max instructions; the result is
+# still an input value (infinities included), so it stays exact for NaN-free input
+_OPTIONS = dict(cache=True, nogil=True, boundscheck=False, fastmath={"nnan", "nsz"})
+_median3_parallel = numba.njit(parallel=True, **_OPTIONS)(_kernel)
 #: single-threaded, for callers that already run blocks in parallel threads (Dask)
-_median3_serial = numba.njit(cache=True, nogil=True)(_kernel)
+_median3_serial = numba.njit(**_OPTIONS)(_kernel)
 
 
 def median3(volume: np.ndarray, *, parallel: bool = True) -> np.ndarray:

@@ -32,9 +32,11 @@ def test_fast_median_equals_scipy_exactly(dtype):
     from scipy import ndimage
 
     rng = np.random.default_rng(4)
+    wide = rng.normal(size=(3, 4, 600))  # rows longer than the kernel's 256-voxel blocks
+    wide.flat[::7], wide.flat[3::11] = np.inf, -np.inf  # infinities are values like any other
     for v in (rng.normal(size=(9, 13, 17)), rng.integers(0, 3, size=(7, 5, 11)).astype(float),
-              rng.normal(size=(1, 1, 6))):  # random, many ties, degenerate shape
-        v = v.astype(dtype)
+              rng.normal(size=(1, 1, 6)), wide, rng.integers(0, 2, size=(4, 3, 257)).astype(float)):
+        v = v.astype(dtype)  # random, many ties, degenerate shape, wide rows
         np.testing.assert_array_equal(median_filter(v, size=3, device="cpu"),
                                       ndimage.median_filter(v, size=3, mode="reflect"))
 
