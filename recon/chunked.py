@@ -279,8 +279,8 @@ def reconstruct_to_zarr(
     pixel_size_um, energy_kev : float, optional
         Override the detector pixel size (um) and the energy (keV) of the file.
     num_workers : int, optional
-        Slabs processed at the same time (default: up to 4 on the CPU, 2 on a GPU, fewer
-        when the memory limit requires).
+        Slabs processed at the same time (default: up to 4, at least 2 on a GPU; fewer
+        when the memory limit requires). Their total memory follows ``memory_limit``.
     rows_per_chunk : int, optional
         Force the slab height (rows) instead of deriving it from ``memory_limit``.
     read_kwargs : dict, optional
@@ -404,7 +404,11 @@ def reconstruct_to_zarr(
     # -- hash the input in the background while the slabs run
     sha_future = _background(_omezarr.sha256_of, in_path) if in_path is not None else None
 
-    max_workers = num_workers or (2 if resolved_device == "gpu" else min(4, os.cpu_count() or 1))
+    # slabs in flight overlap one slab's reading and writing with another's computing; their
+    # total memory follows memory_limit whatever their number, so a GPU gets as many as a CPU
+    # (at least 2, so that the host work overlaps the GPU's)
+    cpus = os.cpu_count() or 1
+    max_workers = num_workers or (min(4, max(2, cpus)) if resolved_device == "gpu" else min(4, cpus))
     job = _Job(
         proj=proj,
         out=str(out),
