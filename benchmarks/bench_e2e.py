@@ -177,45 +177,44 @@ def _row(case, tool, seconds, n, accuracy, ratio=None, note=""):
     return row
 
 
-def run(quick: bool = False) -> list[dict]:
-    rows: list[dict] = []
-    n = int(os.environ.get("ANODESCOPE_BENCH_E2E_N", 128 if quick else 384))
+def _case(n: int, device: str, memory_limit: str, peers) -> list[dict]:
+    """Write an N^3 scan in a scratch folder, time ours on ``device``, then ``peers(scan, work,
+    case, ours_seconds)`` (rows); the folder is removed afterwards."""
     case = f"{n}^3 DXchange uint16 -> OME-Zarr (read, flat/dark, -log, reconstruct, write)"
     work = _workdir(n**3 * (2 + 4 * 8 / 7))
     try:
         t0 = time.perf_counter()
         scan = write_scan(work / "scan.h5", n)
         made = time.perf_counter() - t0
-        ours_s, ours_acc = _ours(scan, work / "ours.zarr", "cpu", "2GB")
-        rows.append(_row(case, "anodescope reconstruct_to_zarr (CPU)", ours_s, n, ours_acc,
-                         note=f"{os.cpu_count()} CPUs; scan written in {made:.1f} s (not timed)"))
-        try:
-            peer_s, peer_acc = _algotom(scan, work / "algotom.zarr")
-            rows.append(_row(case, "h5py + algotom flat-field + DFI + zarr, per slice (CPU)", peer_s, n, peer_acc,
-                             ratio=peer_s / ours_s,
-                             note="ratio = peer seconds / ours; accuracy after the best flip/transpose"))
-        except ImportError as exc:
-            rows.append({"benchmark": "e2e", "case": case, "tool": "algotom pipeline", "seconds": float("nan"),
-                         "note": f"skipped: {exc}"})
+        seconds, accuracy = _ours(scan, work / "ours.zarr", device, memory_limit)
+        note = f"{os.cpu_count()} CPUs; scan written to {work.parent} in {made:.1f} s (not timed)"
+        rows = [_row(case, f"anodescope reconstruct_to_zarr ({device.upper()})", seconds, n, accuracy, note=note)]
+        return rows + peers(scan, work, case, seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+
+def _algotom_rows(scan, work, case, ours_s) -> list[dict]:
+    n = _shape(scan)[0]
+    try:
+        peer_s, peer_acc = _algotom(scan, work / "algotom.zarr")
+    except ImportError as exc:
+        return [{"benchmark": "e2e", "case": case, "tool": "algotom pipeline", "seconds": float("nan"),
+                 "note": f"skipped: {exc}"}]
+    return [_row(case, "h5py + algotom flat-field + DFI + zarr, per slice (CPU)", peer_s, n, peer_acc,
+                 ratio=peer_s / ours_s, note="ratio = peer seconds / ours; accuracy after the best flip/transpose")]
+
+
+def run(quick: bool = False) -> list[dict]:
+    n = int(os.environ.get("ANODESCOPE_BENCH_E2E_N", 128 if quick else 384))
+    rows = _case(n, "cpu", "2GB", _algotom_rows)
     if gpu_available():
         ng = int(os.environ.get("ANODESCOPE_BENCH_E2E_GPU_N", 256 if quick else 2048))
-        case = f"{ng}^3 DXchange uint16 -> OME-Zarr (read, flat/dark, -log, reconstruct, write)"
-        work = _workdir(ng**3 * (2 + 4 * 8 / 7))
-        try:
-            t0 = time.perf_counter()
-            scan = write_scan(work / "scan.h5", ng)
-            made = time.perf_counter() - t0
-            gpu_s, gpu_acc = _ours(scan, work / "gpu.zarr", "gpu", "32GB")
-            note = f"scan written to {work.parent} in {made:.1f} s (not timed)"
-            if ng == 2048:
-                note += f"; tomocupy published {TOMOCUPY_2048_S} s on an A100: ratio = that / ours"
-            rows.append(_row(case, "anodescope reconstruct_to_zarr (GPU)", gpu_s, ng, gpu_acc,
-                             ratio=TOMOCUPY_2048_S / gpu_s if ng == 2048 else None, note=note))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        (row,) = _case(ng, "gpu", "32GB", lambda *a: [])
+        if ng == 2048:  # tomocupy's published figure is for this size
+            row["ratio"] = TOMOCUPY_2048_S / row["seconds"]
+            row["note"] += f"; tomocupy published {TOMOCUPY_2048_S} s on an A100: ratio = that / ours"
+        rows.append(row)
     return rows
 
 
