@@ -311,12 +311,12 @@ def reconstruct_to_zarr(
     -----
     The volume stores ``reconstruct``'s values unchanged, the attenuation per pixel (see
     the ``units`` attribute); ``voxel_size_um`` converts it to 1/um. Level 0 is chunked by
-    slab; pyramid levels are 2x mean-pooled copies built after level 0 completes. The
-    attributes hold every parameter and a ``provenance`` block (input path and SHA-256,
-    package versions, times). When the slab height is a multiple of ``2**k``, each slab
-    task also writes its rows of pyramid levels 1..k from the slab in memory; levels
-    beyond that are pooled from the level below once level 0 is complete. Each finished slab is recorded by a marker written after its
-    data, so an interrupted run (Ctrl-C, kill) resumes where it stopped when rerun with the
+    slab; pyramid levels are 2x mean-pooled copies. When the slab height is a multiple of
+    ``2**k`` (the automatic plan rounds it), each slab task writes its own rows of levels
+    1..k from the slab in memory; levels beyond that are pooled from the level below once
+    level 0 is complete. The attributes hold every parameter and a ``provenance`` block
+    (input path and SHA-256, package versions, times). Each finished slab is recorded by a
+    marker written after its data, so an interrupted run (Ctrl-C, kill) resumes where it stopped when rerun with the
     same arguments; a slab without its marker is always recomputed.
 
     Examples
@@ -609,12 +609,10 @@ def _align_for_pyramid(plan, n_levels: int, *, forced: bool):
     """Make the slab height a multiple of ``2**(n_levels - 1)`` when the plan was automatic
     (and has at least that many rows), so that each slab task can write its own rows of
     every pyramid level; returns the plan and the number of levels the tasks write."""
-    from dataclasses import replace
-
     top = max(0, n_levels - 1)
     rows = plan.rows_per_chunk
     if not forced and top and rows >= 2**top and plan.n_chunks > 1:
-        plan = replace(plan, rows_per_chunk=rows - rows % 2**top)
+        plan = _replace_plan(plan, rows_per_chunk=rows - rows % 2**top)
         rows = plan.rows_per_chunk
     if plan.n_chunks == 1:  # one slab: it holds the whole volume
         return plan, top
