@@ -152,7 +152,6 @@ class H5Frames:
                 out = out[inv.ravel()]
             return out
 
-
     def _direct(self, first, rest):
         """The same read without h5py for raw (uncompressed) 3-D datasets, else None."""
         from . import _io_direct
