@@ -10,8 +10,7 @@ Layout chosen (NGFF 0.4 on Zarr format 2, the most widely read combination today
         level-1.json           one per finished pyramid level
 
 Arrays use "/" as dimension separator (NGFF 0.4), float32, Blosc (LZ4 by default, see
-``COMPRESSIONS``). Level ``k`` has
-shape ``ceil(shape_{k-1} / 2)``; a voxel of level ``k`` is the mean of the (up to 2x2x2)
+``COMPRESSIONS``). Level ``k`` has shape ``ceil(shape_{k-1} / 2)``; a voxel of level ``k`` is the mean of the (up to 2x2x2)
 voxels of level ``k-1`` it covers (partial blocks at odd edges average what exists), so its
 scale is ``2**k`` times the voxel size and its translation ``(2**k - 1) / 2`` voxels.
 """
@@ -247,21 +246,21 @@ def mean_pool2(block):
     xp = array_module(block)
     block = xp.asarray(block)
     out_shape = tuple(math.ceil(s / 2) for s in block.shape)
-    pad = [(0, 2 * o - s) for o, s in zip(out_shape, block.shape)]
-    if any(p for _, p in pad):  # odd edges: zero-pad, then divide by the voxels that exist
-        block = xp.pad(block, pad)
+    odd = [2 * o - s for o, s in zip(out_shape, block.shape)]  # 1 where an axis has odd length
+    if any(odd):  # zero-pad, then divide by the voxels that exist
+        block = xp.pad(block, [(0, p) for p in odd])
     total = xp.add(block[0::2], block[1::2], dtype=xp.float64)
     total = total[:, 0::2] + total[:, 1::2]
     total = total[:, :, 0::2] + total[:, :, 1::2]
+    if not any(odd):
+        return (total / 8.0).astype(xp.float32)
     # voxels per cell: 2 along each axis except 1 in a trailing odd cell
     per_axis = []
-    for o, (_, p) in zip(out_shape, pad):
+    for o, p in zip(out_shape, odd):
         c = np.full(o, 2.0)
         if o:
             c[-1] -= p
         per_axis.append(c)
-    if not any(p for _, p in pad):
-        return (total / 8.0).astype(xp.float32)
     count = per_axis[0][:, None, None] * per_axis[1][None, :, None] * per_axis[2][None, None, :]
     return (total / xp.asarray(count)).astype(xp.float32)
 
