@@ -32,7 +32,7 @@ class Layout:
     Attributes
     ----------
     filename : str
-        The file holding the data (an external link's target file when there is one).
+        The file holding the data (datasets behind external links are left to h5py).
     shape : tuple of int
         Dataset shape.
     dtype : numpy.dtype
