@@ -85,6 +85,9 @@ def register(subparsers) -> None:
                    help="resolution levels including full resolution (default: automatic)")
     p.add_argument("--compression", choices=("lz4", "zstd", "none"), default="lz4",
                    help="Blosc codec of the stored volume (default lz4: fast; zstd: ~3%% smaller)")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="value type of the stored volume (default float32; float16 writes half "
+                        "the bytes at 11 significant bits)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -139,6 +142,7 @@ def run(args) -> int:
         progress=not args.no_progress,
         pyramid_levels=args.pyramid_levels,
         compression=args.compression,
+        dtype=args.dtype,
         pixel_size_um=args.pixel_size_um,
         energy_kev=args.energy_kev,
     )

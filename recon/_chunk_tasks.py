@@ -45,6 +45,7 @@ class _Job:
     device: str
     extended: dict | None = None
     task_levels: int = 0
+    dtype: str = "float32"
     hook: object = field(default=None, compare=False)
 
 
@@ -156,6 +157,24 @@ class _Opaque:
         self.job = job
 
 
+def _stored(block, job: _Job, row0: int, row1: int):
+    """``block`` (float32, NumPy or CuPy) in the stored value type; float16 overflow is an
+    InputError rather than silent infinities."""
+    from ._backend import array_module
+
+    xp = array_module(block)
+    if job.dtype == "float32":
+        return block.astype(xp.float32, copy=False)
+    half = block.astype(xp.float16)
+    if bool(xp.isinf(half).any()) and bool((xp.isinf(half) & xp.isfinite(block)).any()):
+        peak = float(xp.abs(block[xp.isfinite(block)]).max())
+        raise InputError(
+            f"{job.source}: rows {row0}:{row1}: reconstructed values up to {peak:.4g} overflow "
+            f"float16 (largest 65504); store float32 (dtype='float32', --dtype float32)"
+        )
+    return half
+
+
 def _run_chunk(job: _Job | _Opaque, index: int) -> int:
     """Reconstruct slab ``index``, write it into level 0, then record it as finished."""
     import zarr
@@ -174,10 +193,12 @@ def _run_chunk(job: _Job | _Opaque, index: int) -> int:
     for _ in range(job.task_levels):
         levels.append(_omezarr.mean_pool2(levels[-1]))
     del vol
+    # cast where the slab is (a float16 copy to the host moves half the bytes)
+    levels = [_stored(block, job, row0, row1) for block in levels]
     for level, block in enumerate(levels):
         array = zarr.open_array(str(Path(job.out) / str(level)), mode="r+", zarr_format=2)
         start = z0 >> level
-        array[start : start + block.shape[0]] = np.asarray(to_device(block, "cpu"), dtype=np.float32)
+        array[start : start + block.shape[0]] = np.asarray(to_device(block, "cpu"))
     del levels
     _omezarr.mark_done(_omezarr.chunk_marker(job.out, index), rows=[row0, row1])
     if job.hook is not None:

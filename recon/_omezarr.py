@@ -9,8 +9,8 @@ Layout chosen (NGFF 0.4 on Zarr format 2, the most widely read combination today
         chunk-000000.json      one per finished level-0 slab, written after its data
         level-1.json           one per finished pyramid level
 
-Arrays use "/" as dimension separator (NGFF 0.4), float32, Blosc (LZ4 by default, see
-``COMPRESSIONS``). Level ``k`` has shape ``ceil(shape_{k-1} / 2)``; a voxel of level ``k`` is the mean of the (up to 2x2x2)
+Arrays use "/" as dimension separator (NGFF 0.4), float32 (or float16 on request, see
+``DTYPES``), Blosc (LZ4 by default, see ``COMPRESSIONS``). Level ``k`` has shape ``ceil(shape_{k-1} / 2)``; a voxel of level ``k`` is the mean of the (up to 2x2x2)
 voxels of level ``k-1`` it covers (partial blocks at odd edges average what exists), so its
 scale is ``2**k`` times the voxel size and its translation ``(2**k - 1) / 2`` voxels.
 """
@@ -176,17 +176,22 @@ def multiscales(n_levels: int, voxel_size_um: float | None, *, name: str) -> lis
 #: little (about 1.2x): LZ4 writes about 2.5x faster than Zstandard for 3 % more bytes.
 COMPRESSIONS = ("lz4", "zstd", "none")
 
+#: stored value types: float32, or float16 for half the bytes written and read (tomocupy's
+#: 16-bit option; 11 significant bits, normal from 6.1e-5 to 65504). Computation is float32.
+DTYPES = ("float32", "float16")
+
 
 def create_store(out: Path, shape, chunk_z: int, attrs: dict, *, task_levels: int = 0,
-                 compression: str = "lz4"):
+                 compression: str = "lz4", dtype: str = "float32"):
     """Create the group, its level-0 array and the ``task_levels`` pyramid levels that the
     slab tasks fill (level ``k`` chunked by ``chunk_z / 2**k`` rows); returns the zarr group."""
     import zarr
 
     group = zarr.open_group(str(out), mode="w", zarr_format=2)
-    create_level(group, 0, shape, chunk_z, compression=compression)
+    create_level(group, 0, shape, chunk_z, compression=compression, dtype=dtype)
     for level, level_shape in enumerate(level_shapes(tuple(shape), task_levels + 1)[1:], start=1):
-        create_level(group, level, level_shape, max(1, chunk_z >> level), compression=compression)
+        create_level(group, level, level_shape, max(1, chunk_z >> level), compression=compression,
+                     dtype=dtype)
     group.attrs.update(attrs)
     (Path(out) / MARKER_DIR).mkdir(exist_ok=True)
     return group
@@ -204,14 +209,18 @@ def _codec(compression: str) -> dict:
     raise InputError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
 
 
-def create_level(group, level: int, shape, chunk_z: int, *, compression: str = "lz4"):
-    """Create the float32 array of one level: slabs of ``chunk_z`` rows, 512 x 512 tiles."""
+def create_level(group, level: int, shape, chunk_z: int, *, compression: str = "lz4",
+                 dtype: str = "float32"):
+    """Create the array of one level (``dtype``, one of ``DTYPES``): slabs of ``chunk_z``
+    rows, 512 x 512 tiles."""
+    if str(np.dtype(dtype)) not in DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     chunks = (max(1, min(chunk_z, shape[0])), min(512, shape[1]), min(512, shape[2]))
     return group.create_array(
         str(level),
         shape=tuple(int(s) for s in shape),
         chunks=chunks,
-        dtype="float32",
+        dtype=str(np.dtype(dtype)),
         **_codec(compression),
         fill_value=0.0,
         chunk_key_encoding={"name": "v2", "separator": "/"},
@@ -266,17 +275,19 @@ def mean_pool2(block):
 
 
 def build_level(out: Path, level: int, *, slab_rows: int, compression: str = "lz4") -> None:
-    """Write pyramid ``level`` from ``level - 1``, slab by slab (``slab_rows`` even rows)."""
+    """Write pyramid ``level`` from ``level - 1``, slab by slab (``slab_rows`` even rows), in
+    the value type of ``level - 1``."""
     import zarr
 
     group = zarr.open_group(str(out), mode="r+", zarr_format=2)
     src = group[str(level - 1)]
     shape = tuple(math.ceil(s / 2) for s in src.shape)
     slab_rows = max(2, slab_rows - slab_rows % 2)
-    dst = create_level(group, level, shape, max(1, slab_rows // 2), compression=compression)
+    dst = create_level(group, level, shape, max(1, slab_rows // 2), compression=compression,
+                       dtype=str(src.dtype))
     for z0 in range(0, src.shape[0], slab_rows):
         block = src[z0 : z0 + slab_rows]
-        dst[z0 // 2 : z0 // 2 + math.ceil(block.shape[0] / 2)] = mean_pool2(block)
+        dst[z0 // 2 : z0 // 2 + math.ceil(block.shape[0] / 2)] = mean_pool2(block).astype(src.dtype)
     mark_done(level_marker(out, level), level=level, shape=list(shape))
 
 

@@ -260,6 +260,9 @@ def _jsonable(obj):
 def read_volume(path, *, level: str = "0"):
     """Open an OME-Zarr volume lazily: returns (dask array (z, y, x), voxel size in um, attrs).
 
+    A float16 volume is promoted to float32 as it is read (the filters and classifiers
+    compute in float32).
+
     The voxel size comes from the attribute ``voxel_size_um`` or the NGFF multiscales
     ``coordinateTransformations`` scale of the level.
 
@@ -299,7 +302,10 @@ def read_volume(path, *, level: str = "0"):
         vs = vs[-1]
     if vs is None or not np.isfinite(float(vs)) or float(vs) <= 0:
         raise InputError(f"{path}: no voxel size (attribute 'voxel_size_um' or multiscales scale) in um")
-    return da.from_zarr(arr), float(vs), attrs
+    volume = da.from_zarr(arr)
+    if volume.dtype == np.float16:
+        volume = volume.astype(np.float32)
+    return volume, float(vs), attrs
 
 
 def save_figures(maps: LayerMaps, out_dir, *, prefix: str = "") -> list[Path]:

@@ -54,3 +54,15 @@ def test_quick_run_reconstructs_the_known_volume(monkeypatch, bench):
     if np.isfinite(peer[0]["seconds"]):  # algotom installed: the same volume within its accuracy
         assert peer[0]["accuracy"] < 0.2 * peak
         assert peer[0]["ratio"] == pytest.approx(peer[0]["seconds"] / ours["seconds"])
+
+
+def test_float16_run_on_the_same_scan(bench):
+    """The GPU case's second run stores float16: one row per value type, from one scan, with
+    the float16 volume as close to the truth as the float32 one (rounding is ~5e-4 relative)."""
+    rows = bench._case(48, "cpu", "1GB", lambda *a: [], dtypes=("float32", "float16"))
+    assert [r["tool"] for r in rows] == ["anodescope reconstruct_to_zarr (CPU)",
+                                         "anodescope reconstruct_to_zarr (CPU), float16 volume"]
+    peak = 2.0 / 48 * bench.row_scale(48).max()
+    a32, a16 = (r["accuracy"] for r in rows)
+    assert a32 < 0.06 * peak
+    assert abs(a16 - a32) < 1e-3 * peak

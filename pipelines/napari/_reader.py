@@ -255,6 +255,8 @@ def read_ome_zarr(path) -> list:
         raise InputError(f"{path}: not an OME-Zarr volume, labels or maps group (no 'multiscales' "
                          "attribute and no 'thickness_um' array)")
     arrays, scale, translate, unit = _multiscale_arrays(path, attrs, "volume")
+    # a float16 volume (recon --dtype float16) is shown as float32, converted chunk by chunk
+    arrays = [a.astype(np.float32) if a.dtype == np.float16 else a for a in arrays]
     voxel = attrs.get("voxel_size_um", scale[-1] if unit else None)
     meta = {"kind": "volume", "path": str(path), "voxel_size_um": voxel,
             "units": attrs.get("units"), "energy_kev": attrs.get("energy_kev"), "center": attrs.get("center")}

@@ -74,6 +74,22 @@ def test_ome_zarr_volume_labels_maps(volume_store):
     np.testing.assert_allclose(tkw["scale"], [1.7, 1.7])
 
 
+def test_float16_volume_shown_as_float32(scan, tmp_path):
+    """A volume stored as float16 opens as float32 images at every level, equal to the
+    stored values."""
+    _, _, dx, _ = scan
+    out = recon.reconstruct_to_zarr(dx, tmp_path / "h.zarr", center=(48 - 1) / 2, progress=False,
+                                    pyramid_levels=2, dtype="float16")
+    import zarr
+
+    (data, kw, kind), = napari_get_reader(str(out))(str(out))
+    assert kind == "image" and len(data) == 2 and all(a.dtype == np.float32 for a in data)
+    for level, a in enumerate(data):
+        stored = zarr.open_array(str(out / str(level)), mode="r")[:]
+        assert stored.dtype == np.float16
+        np.testing.assert_array_equal(np.asarray(a), stored.astype(np.float32))
+
+
 def test_viewer_opens_volume(volume_store, viewer):
     out, _ = volume_store
     for d, kw, kind in napari_get_reader(str(out))(str(out)):

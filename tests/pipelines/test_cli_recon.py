@@ -185,6 +185,22 @@ def test_compression_flag(tmp_path):
     assert res.returncode == 2 and "--compression" in res.stderr
 
 
+def test_dtype_flag(tmp_path):
+    import zarr
+
+    scan = write_scan(tmp_path / "scan.h5")
+    for dtype in ("float32", "float16"):
+        res = run_cli("recon", scan, "-o", tmp_path / f"{dtype}.zarr", "--center", "23.5", "--dtype", dtype,
+                      "--no-progress")
+        assert res.returncode == 0, res.stderr
+    a = zarr.open_array(str(tmp_path / "float32.zarr" / "0"), mode="r")[:]
+    b = zarr.open_array(str(tmp_path / "float16.zarr" / "0"), mode="r")[:]
+    assert a.dtype == np.float32 and b.dtype == np.float16
+    np.testing.assert_array_equal(b, a.astype(np.float16))
+    res = run_cli("recon", scan, "-o", tmp_path / "x.zarr", "--dtype", "float64")
+    assert res.returncode == 2 and "--dtype" in res.stderr
+
+
 # ----------------------------------------------------------------------------- existing output
 def test_existing_output_needs_overwrite(tmp_path):
     scan = write_scan(tmp_path / "scan.h5")

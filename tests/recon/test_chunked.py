@@ -336,7 +336,8 @@ def test_slab_tasks_write_the_pyramid(tmp_path, scan, needs_recon):
     post = reconstruct_to_zarr(scan, tmp_path / "post.zarr", rows_per_chunk=3, **kw)
     full = reconstruct_to_zarr(scan, tmp_path / "full.zarr", rows_per_chunk=4, **kw)
     assert open_volume(post)[1]["anodescope_run"]["storage"]["task_levels"] == 0
-    assert open_volume(full)[1]["anodescope_run"]["storage"] == {"compression": "lz4", "task_levels": 2}
+    assert open_volume(full)[1]["anodescope_run"]["storage"] == {"compression": "lz4", "task_levels": 2,
+                                                                  "dtype": "float32"}
     for store in (post, full):
         levels = _levels(store)
         for k in (1, 2):
@@ -377,6 +378,61 @@ def test_compression_option(tmp_path, scan, needs_recon, compression, codec):
     assert json.loads((ref / "0" / ".zarray").read_text())["compressor"]["cname"] == "lz4"
     for a, b in zip(_levels(out), _levels(ref)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_float16_output(tmp_path, scan, needs_recon):
+    """dtype="float16" stores the float32 run's values rounded to float16: the slab-task
+    levels exactly (pooled in float32, then rounded), the level pooled afterwards from the
+    float16 level below within float16 rounding; readers get float32; an interrupted float16
+    run resumes as float16 even when rerun without the option."""
+    import zarr
+
+    from recon.chunked import open_volume, reconstruct_to_zarr
+
+    kw = dict(center=CENTER, rows_per_chunk=4, pyramid_levels=4, progress=False, device="cpu",
+              num_workers=1)
+    ref = _levels(reconstruct_to_zarr(scan, tmp_path / "f32.zarr", **kw))
+    out = reconstruct_to_zarr(scan, tmp_path / "f16.zarr", dtype=np.float16, **kw)
+    storage = open_volume(out)[1]["anodescope_run"]["storage"]
+    assert storage["dtype"] == "float16" and storage["task_levels"] == 2  # 4-row slabs: levels 1, 2
+    got = _levels(out)
+    assert [a.dtype for a in got] == [np.float16] * 4
+    assert np.abs(ref[0]).max() > 1e-3  # values worth rounding
+    for level in (0, 1, 2):
+        np.testing.assert_array_equal(got[level], ref[level].astype(np.float16), err_msg=f"level {level}")
+    assert not np.array_equal(got[0].astype(np.float32), ref[0])  # rounding happened
+    np.testing.assert_allclose(got[3].astype(np.float32), ref[3], rtol=2e-3, atol=1e-7)
+    vol = open_volume(out)[0]
+    assert vol.dtype == np.float32
+    np.testing.assert_array_equal(vol.compute(), got[0].astype(np.float32))
+    assert json.loads((out / "0" / ".zarray").read_text())["dtype"] == "<f2"
+
+    seen = []
+
+    def stop_after_one(index):
+        seen.append(index)
+        raise _Stop
+
+    part = tmp_path / "part.zarr"
+    with pytest.raises(_Stop):
+        reconstruct_to_zarr(scan, part, dtype="float16", _chunk_hook=stop_after_one, **kw)
+    reconstruct_to_zarr(scan, part, **kw)  # default dtype: the run keeps float16
+    assert zarr.open_array(str(part / "0"), mode="r").dtype == np.float16
+    for level, (a, b) in enumerate(zip(_levels(part), got)):
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+
+
+def test_float16_overflow_is_an_input_error():
+    from types import SimpleNamespace
+
+    from recon._chunk_tasks import _stored
+
+    job = SimpleNamespace(dtype="float16", source="scan.h5")
+    ok = np.array([[[1.0, -65504.0, np.inf]]], np.float32)  # an infinity already there is kept
+    np.testing.assert_array_equal(_stored(ok, job, 0, 1), ok.astype(np.float16))
+    with pytest.raises(InputError, match=r"scan\.h5: rows 4:8: .*7e\+04 overflow float16.*float32"):
+        _stored(np.array([[[1.0, 7e4]]], np.float32), job, 4, 8)
+    assert _stored(ok, SimpleNamespace(dtype="float32"), 0, 1).dtype == np.float32
 
 
 def test_refuses_different_parameters(tmp_path, scan, needs_recon):
@@ -432,6 +488,8 @@ def test_refuses_foreign_outputs(tmp_path, scan):
         ({"phase": {"distance_mm": -1, "delta_beta": 100}}, "distance_mm"),
         ({"device": "tpu"}, "device"),
         ({"compression": "gzip"}, "compression"),
+        ({"dtype": "float64"}, "dtype"),
+        ({"dtype": "int16"}, "dtype"),
         ({"ring_options": {"size": 5}}, "without a ring removal method"),
         ({"rings": "sorting", "ring_options": {"sigma": 2}}, "not options of remove_stripes_sorting"),
     ],
@@ -471,6 +529,22 @@ def test_gpu_matches_cpu(tmp_path, scan, needs_recon):
     gpu = reconstruct_to_zarr(scan, tmp_path / "gpu.zarr", device="gpu", **kw)
     a, b = open_volume(cpu)[0].compute(), open_volume(gpu)[0].compute()
     np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max())
+
+
+@pytest.mark.gpu
+def test_gpu_float16_output(tmp_path, scan, needs_recon):
+    """On the GPU the slab (and its task pyramid levels) is rounded to float16 before the copy
+    to the host: the GPU float32 run's values within float16 rounding (the gridding's atomic
+    sums may differ in the last float32 bit between runs, so not bit for bit)."""
+    from recon.chunked import reconstruct_to_zarr
+
+    kw = dict(center=CENTER, rows_per_chunk=4, pyramid_levels=3, progress=False, device="gpu")
+    ref = _levels(reconstruct_to_zarr(scan, tmp_path / "f32.zarr", **kw))
+    got = _levels(reconstruct_to_zarr(scan, tmp_path / "f16.zarr", dtype="float16", **kw))
+    for level, (a, b) in enumerate(zip(got, ref)):
+        assert a.dtype == np.float16
+        np.testing.assert_allclose(a.astype(np.float32), b, rtol=1e-3, atol=1e-6 * np.abs(b).max(),
+                                   err_msg=f"level {level}")
 
 
 # ----------------------------------------------------------------------------- more chains

@@ -82,11 +82,11 @@ def test_write_read_maps_roundtrip_in_the_stripping_layout(tmp_path):
     assert back.metrics["thickness_um"]["mean"] == pytest.approx(m.metrics["thickness_um"]["mean"])
 
 
-def _ngff(path, vol, *, scale=None, attr=None):
+def _ngff(path, vol, *, scale=None, attr=None, dtype="float32"):
     import zarr
 
     g = zarr.open_group(str(path), mode="w", zarr_format=2)
-    a = g.create_array("0", shape=vol.shape, dtype="float32", chunks=(8, 16, 16))
+    a = g.create_array("0", shape=vol.shape, dtype=dtype, chunks=(8, 16, 16))
     a[...] = vol
     if scale is not None:
         g.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": n, "type": "space", "unit": "micrometer"}
@@ -105,6 +105,14 @@ def test_read_volume_voxel_size_from_multiscales_or_attribute(tmp_path):
     np.testing.assert_array_equal(d.compute(), vol)
     _, vs, _ = read_volume(_ngff(tmp_path / "b.zarr", vol, attr=3.24))
     assert vs == 3.24
+
+
+def test_read_volume_promotes_float16(tmp_path):
+    """A float16 volume (recon --dtype float16) is read as float32, value for value."""
+    vol = (np.random.default_rng(1).random((10, 20, 20)) * 0.01).astype(np.float16)
+    d, vs, _ = read_volume(_ngff(tmp_path / "h.zarr", vol, attr=2.0, dtype="float16"))
+    assert d.dtype == np.float32 and vs == 2.0
+    np.testing.assert_array_equal(d.compute(), vol.astype(np.float32))
 
 
 def test_read_volume_errors(tmp_path):
