@@ -27,8 +27,10 @@ test: $(STAMP)
 
 # GPU tests. Where CuPy already imports, nothing is installed: the project venv when it has CuPy,
 # else (no .venv, e.g. the offline GPU device) $(PYTHON) with the repo on PYTHONPATH, or any
-# interpreter named by GPU_PYTHON. Otherwise the dev venv gets the gpu extra, as before.
+# interpreter named by GPU_PYTHON. Otherwise the dev venv gets the CuPy extra GPU_EXTRA (gpu: CUDA 12
+# drivers; gpu-cuda13: CUDA 13 drivers).
 GPU_PYTHON ?=
+GPU_EXTRA ?= gpu
 SUBMAKE = $(MAKE) --no-print-directory
 test-gpu:
 	@if [ -n "$(GPU_PYTHON)" ]; then \
@@ -39,7 +41,7 @@ test-gpu:
 	    py=$(PYTHON); export PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}"; \
 	else \
 	    $(SUBMAKE) $(STAMP) || exit 1; \
-	    $(BIN)/python -c "import cupy" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[dev,gpu]" || exit 1; \
+	    $(BIN)/python -c "import cupy" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[dev,$(GPU_EXTRA)]" || exit 1; \
 	    py=$(BIN)/python; \
 	fi; \
 	echo "GPU tests with $$py"; \
