@@ -3,9 +3,9 @@
 The sources here are small objects holding only a path, a dataset name and the frame
 selection. They open the file inside ``__getitem__`` and close it again, so a dask graph
 built on them is safe for threads (h5py serialises calls internally) and for pickling to
-dask.distributed workers: no open file handle ever travels with the graph. Raw (uncompressed)
-HDF5 datasets are copied straight from a memory map of the file (``recon._io_direct``), in
-parallel across threads; other layouts go through h5py.
+dask.distributed workers: no open file handle ever travels with the graph. Raw and
+gzip/shuffle-compressed HDF5 datasets are copied (and inflated) straight from a memory map of
+the file (``recon._io_direct``), in parallel across threads; other layouts go through h5py.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class H5Frames:
             return out
 
     def _direct(self, first, rest):
-        """The same read without h5py for raw (uncompressed) 3-D datasets, else None."""
+        """The same read without h5py for raw or gzip/shuffle 3-D datasets, else None."""
         from . import _io_direct
 
         if self.ndim != 3 or not all(isinstance(k, slice) for k in rest):

@@ -1,5 +1,5 @@
-"""Direct (lock-free) reads of raw HDF5 datasets give exactly what h5py reads; every layout the
-direct path cannot handle falls back to h5py."""
+"""Direct (lock-free) reads of raw and gzip/shuffle HDF5 datasets give exactly what h5py reads;
+every layout the direct path cannot handle falls back to h5py."""
 
 from __future__ import annotations
 
@@ -40,14 +40,23 @@ KEYS = [
         {"chunks": (4, 5, 8)},  # partial edge chunks along every axis
         {"userblock": 1024, "chunks": (2, 6, 29)},
         {"userblock": 512},
+        {"chunks": (1, 17, 29), "compression": "gzip"},
+        {"chunks": (1, 17, 29), "compression": "gzip", "shuffle": True},
+        {"chunks": (4, 5, 8), "compression": "gzip", "compression_opts": 9, "shuffle": True},
+        {"chunks": (3, 6, 29), "shuffle": True},
+        {"chunks": (2, 8, 16), "compression": "gzip", "shuffle": True, "dtype": "<f4"},
+        {"chunks": (1, 17, 29), "compression": "gzip", "shuffle": True, "dtype": "u1"},
     ],
-    ids=["contiguous", "frame-chunks", "odd-chunks", "userblock-chunked", "userblock-contiguous"],
+    ids=["contiguous", "frame-chunks", "odd-chunks", "userblock-chunked", "userblock-contiguous",
+         "gzip", "gzip-shuffle", "gzip9-shuffle-odd-chunks", "shuffle-only", "gzip-shuffle-float32",
+         "gzip-shuffle-uint8"],
 )
 def test_direct_reads_equal_h5py(tmp_path, layout):
     path = tmp_path / "scan.h5"
     data = _write(path, **layout)
     lay = _io_direct.layout(str(path), "exchange/data")
-    assert lay is not None, "the direct path should handle this raw layout"
+    assert lay is not None, "the direct path should handle this layout"
+    assert bool(lay.filters) == ("compression" in layout or "shuffle" in layout)
     src = H5Frames(path, "exchange/data", SHAPE, data.dtype)
     for key in KEYS:
         got = src[key]
@@ -61,9 +70,10 @@ def test_direct_reads_equal_h5py(tmp_path, layout):
     np.testing.assert_array_equal(np.concatenate(bands, axis=1), data)
 
 
-def test_direct_path_avoids_h5py(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kw", [{}, {"compression": "gzip", "shuffle": True}], ids=["raw", "gzip-shuffle"])
+def test_direct_path_avoids_h5py(tmp_path, monkeypatch, kw):
     path = tmp_path / "scan.h5"
-    data = _write(path, chunks=(1, 17, 29))
+    data = _write(path, chunks=(1, 17, 29), **kw)
     src = H5Frames(path, "exchange/data", SHAPE, data.dtype)
     src[:, :2]  # the layout is looked up once per process
 
@@ -77,12 +87,14 @@ def test_direct_path_avoids_h5py(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "kw",
     [
-        {"chunks": (1, 17, 29), "compression": "gzip"},
-        {"chunks": (1, 17, 29), "shuffle": True},
+        {"chunks": (1, 17, 29), "compression": "lzf"},
+        {"chunks": (1, 17, 29), "compression": "gzip", "fletcher32": True},
+        {"chunks": (1, 17, 29), "scaleoffset": 0},
+        {"chunks": (1, 17, 29), "compression": "gzip", "dtype": ">u2"},
         {"dtype": ">u2"},
         {"chunks": (1, 17, 29), "dtype": ">f4"},
     ],
-    ids=["gzip", "shuffle", "big-endian", "big-endian-chunked"],
+    ids=["lzf", "gzip-fletcher32", "scaleoffset", "gzip-big-endian", "big-endian", "big-endian-chunked"],
 )
 def test_other_layouts_fall_back_to_h5py(tmp_path, kw):
     path = tmp_path / "scan.h5"
@@ -90,6 +102,52 @@ def test_other_layouts_fall_back_to_h5py(tmp_path, kw):
     assert _io_direct.layout(str(path), "exchange/data") is None
     src = H5Frames(path, "exchange/data", SHAPE, data.dtype)
     np.testing.assert_array_equal(src[:, 3:9, 2:20], data[:, 3:9, 2:20])
+
+
+def test_chunks_stored_without_their_filters(tmp_path):
+    """HDF5 skips an optional filter for a chunk it does not shrink and says so in the chunk's
+    filter mask; the direct path undoes only the filters that were applied."""
+    import zlib
+
+    path = tmp_path / "scan.h5"
+    data = np.random.default_rng(2).integers(0, 60000, SHAPE).astype("<u2")
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("exchange/data", SHAPE, "<u2", chunks=(1, 17, 29), compression="gzip",
+                              shuffle=True)
+        for k in range(SHAPE[0]):
+            frame = data[k]
+            shuffled = frame.view(np.uint8).reshape(-1, 2).T.tobytes()
+            if k % 3 == 0:  # both filters skipped (mask bits 0 and 1): raw bytes
+                ds.id.write_direct_chunk((k, 0, 0), frame.tobytes(), filter_mask=0b11)
+            elif k % 3 == 1:  # deflate skipped (bit 1): shuffled bytes only
+                ds.id.write_direct_chunk((k, 0, 0), shuffled, filter_mask=0b10)
+            else:  # the full pipeline, shuffle then deflate
+                ds.id.write_direct_chunk((k, 0, 0), zlib.compress(shuffled), filter_mask=0)
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["exchange/data"][:], data)  # what HDF5 itself reads
+    lay = _io_direct.layout(str(path), "exchange/data")
+    assert lay is not None and len(lay.chunk_masks) == sum(k % 3 != 2 for k in range(SHAPE[0]))
+    got = _io_direct.read(lay, np.arange(SHAPE[0]), slice(2, 15), slice(None))
+    np.testing.assert_array_equal(got, data[:, 2:15])
+
+
+def test_corrupt_chunk_falls_back_to_h5py_error(tmp_path):
+    """A chunk that does not inflate is left to h5py, whose error says what is wrong."""
+    import zlib
+
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("exchange/data", SHAPE, "<u2", chunks=(1, 17, 29), compression="gzip")
+        for k in range(SHAPE[0]):
+            ds.id.write_direct_chunk((k, 0, 0), b"not a zlib stream" if k == 4 else
+                                     zlib.compress(np.zeros((17, 29), "<u2").tobytes()))
+    lay = _io_direct.layout(str(path), "exchange/data")
+    assert lay is not None
+    assert _io_direct.read(lay, np.arange(3, 6), slice(None), slice(None)) is None
+    np.testing.assert_array_equal(_io_direct.read(lay, np.arange(0, 3), slice(None), slice(None)), 0)
+    src = H5Frames(path, "exchange/data", SHAPE, np.dtype("<u2"))
+    with pytest.raises(OSError):
+        src[3:6]
 
 
 def test_unallocated_chunks_fall_back(tmp_path):
