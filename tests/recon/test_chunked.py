@@ -679,3 +679,48 @@ def _task_keys(client):
     """Keys of the tasks the scheduler has run (from its task-stream log)."""
     log = client.run_on_scheduler(lambda dask_scheduler: [str(t[0]) for t in dask_scheduler.transition_log])
     return log
+
+
+def test_slab_stream_is_one_per_worker_thread(monkeypatch):
+    """GPU slab tasks run on their thread's own non-blocking stream, made once per thread and
+    reused by its later slabs; CPU tasks and machines without CuPy get no stream."""
+    import threading
+    from types import SimpleNamespace
+
+    import recon._backend as backend
+    from recon._chunk_tasks import _slab_stream
+
+    made = []
+
+    class FakeStream:
+        def __init__(self, non_blocking=False):
+            self.non_blocking = non_blocking
+            made.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(backend, "cupy_or_none", lambda: SimpleNamespace(cuda=SimpleNamespace(Stream=FakeStream)))
+    assert not isinstance(_slab_stream("cpu"), FakeStream)
+    per_thread = {}
+
+    def work(name):
+        per_thread[name] = [_slab_stream("gpu") for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 3 and all(s.non_blocking for s in made)
+    for streams in per_thread.values():
+        assert streams[0] is streams[1] is streams[2]
+    assert len({id(v[0]) for v in per_thread.values()}) == 3
+    monkeypatch.setattr(backend, "cupy_or_none", lambda: None)
+    t = threading.Thread(target=lambda: per_thread.update(none=_slab_stream("gpu")))
+    t.start()
+    t.join()
+    assert not isinstance(per_thread["none"], FakeStream)
