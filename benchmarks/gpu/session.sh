@@ -15,7 +15,9 @@
 # 10-minute call; a step that fails or times out does not stop the others. Other knobs:
 #   GPU_PYTHON (python3), GPU_SITE (/tmp/site), GPU_PYTEST_PATHS (tests), GPU_PYTEST_ARGS,
 #   GPU_TEST_TIMEOUT (120 s per test, with pytest-timeout), GPU_BENCH_TOPICS
-#   (e2e recon hexitec segment compton stripping: the acceptance targets first), GPU_BENCH_QUICK=1 (small sizes),
+#   (e2e hexitec segment recon compton stripping: the acceptance targets first; e2e leaves
+#   GPU_BENCH_RESERVE_S (80) seconds of the bench budget to the topics after it, and its CPU case
+#   runs at ANODESCOPE_BENCH_E2E_N=256 unless set), GPU_BENCH_QUICK=1 (small sizes),
 #   GPU_PROFILE_QUICK=1 (profile_kernels.py --quick), GPU_NCU_KERNEL (backproject_linear) with
 #   GPU_NCU_ALGO (fbp; the kernel grid_polar needs fourier).
 # Dry mode (GPU_SESSION_DRY=1, or automatic when no CUDA device is seen): wheels, env report and a
@@ -199,10 +201,19 @@ else
         bench_end=$((SECONDS + t))
         quick=()
         [ "${GPU_BENCH_QUICK:-0}" = 1 ] && quick=(--quick)
-        for topic in ${GPU_BENCH_TOPICS:-e2e recon hexitec segment compton stripping}; do
+        topics=(${GPU_BENCH_TOPICS:-e2e hexitec segment recon compton stripping})
+        for i in "${!topics[@]}"; do
+            topic=${topics[$i]}
             left=$((bench_end - SECONDS))
             if [ "$left" -lt 10 ]; then record "bench $topic" skipped - "bench budget spent"; continue; fi
+            # the 2048^3 end-to-end case must not starve the HEXITEC and median targets after it
+            if [ "$topic" = e2e ] && [ $((i + 1)) -lt "${#topics[@]}" ]; then
+                cap=$((left - ${GPU_BENCH_RESERVE_S:-80}))
+                [ "$cap" -lt 60 ] && cap=60
+                [ "$cap" -lt "$left" ] && left=$cap
+            fi
             t0=$SECONDS
+            ANODESCOPE_BENCH_E2E_N=${ANODESCOPE_BENCH_E2E_N:-256} \
             run_logged "$WORK/bench-$topic.log" "$left" "$PY" benchmarks/run.py "$topic" "${quick[@]}" \
                 --out "$OUTDIR/results"
             rc=$?
