@@ -200,8 +200,6 @@ def _slab_stream(device: str):
 
 def _run_chunk(job: _Job | _Opaque, index: int) -> int:
     """Reconstruct slab ``index``, write it into level 0, then record it as finished."""
-    import zarr
-
     if isinstance(job, _Opaque):
         job = job.job
 
@@ -220,7 +218,7 @@ def _run_chunk(job: _Job | _Opaque, index: int) -> int:
         # cast where the slab is (a float16 copy to the host moves half the bytes)
         levels = [_stored(block, job, row0, row1) for block in levels]
         for level, block in enumerate(levels):
-            array = zarr.open_array(str(Path(job.out) / str(level)), mode="r+", zarr_format=2)
+            array = _omezarr.open_level(job.out, level)
             start = z0 >> level
             # the copy to the host waits for this stream's kernels only
             array[start : start + block.shape[0]] = np.asarray(to_device(block, "cpu"))

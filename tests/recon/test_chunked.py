@@ -724,3 +724,18 @@ def test_slab_stream_is_one_per_worker_thread(monkeypatch):
     t.start()
     t.join()
     assert not isinstance(per_thread["none"], FakeStream)
+
+
+def test_levels_are_written_dense(tmp_path):
+    """Slab writes skip zarr's all-fill-value scan: every chunk written is stored, zeros too
+    (what the arrays hold is unchanged)."""
+    from recon import _omezarr
+
+    out = tmp_path / "d.zarr"
+    _omezarr.create_store(out, (4, 6, 6), 2, {}, task_levels=1)
+    for level in (0, 1):
+        arr = _omezarr.open_level(out, level)
+        arr[:] = 0.0
+        stored = [p for p in (out / str(level)).rglob("*") if p.is_file() and not p.name.startswith(".")]
+        assert len(stored) == 2  # slabs of 2 rows at level 0, of 1 row at level 1
+        np.testing.assert_array_equal(arr[:], 0.0)
