@@ -308,7 +308,7 @@ def build_level(out: Path, level: int, *, slab_rows: int, compression: str = "lz
                        dtype=str(src.dtype))
     for z0 in range(0, src.shape[0], slab_rows):
         block = src[z0 : z0 + slab_rows]
-        dst[z0 // 2 : z0 // 2 + math.ceil(block.shape[0] / 2)] = mean_pool2(block).astype(src.dtype)
+        dst[z0 // 2 : z0 // 2 + math.ceil(block.shape[0] / 2)] = mean_pool2(block).astype(src.dtype, copy=False)
     mark_done(level_marker(out, level), level=level, shape=list(shape))
 
 
